@@ -1,0 +1,1 @@
+"""Shared helpers: image I/O, padding, checkpoints, metrics, config, distributed."""

@@ -1,0 +1,126 @@
+"""Reading and writing images the same way everywhere.
+
+Every entry point reads images through :func:`read_image`, which returns an
+8-bit RGB ``numpy`` array (H, W, 3) whatever the file holds: grayscale is
+replicated to three channels, alpha is dropped (composited on nothing, as
+the papers' scripts do), 16-bit data is scaled to 8 bits with rounding, and
+the EXIF orientation of photos is applied.  A file that cannot be decoded
+raises :class:`ImageReadError` naming the file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# Decoding threads fight with DataLoader workers and torch's own pool.
+cv2.setNumThreads(0)
+
+
+class ImageReadError(RuntimeError):
+    """An image file is missing, unreadable or corrupt; the message names it."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``folder``, in natural sort order."""
+    from natsort import natsorted
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"not a folder: {folder}")
+    return natsorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: p.name)
+
+
+def to_uint8_rgb(img: np.ndarray, source: str = "<array>", bgr: bool = True) -> np.ndarray:
+    """Convert any decoded image (gray, gray+alpha, BGR(A), 8/16-bit, float) to uint8 RGB."""
+    if img.dtype == np.uint16:
+        img = np.round(img.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageReadError(f"{source}: unsupported pixel type {img.dtype}")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ImageReadError(f"{source}: unsupported image shape {img.shape}")
+    channels = img.shape[2]
+    if channels in (1, 2):  # gray (+ alpha)
+        img = np.repeat(img[:, :, :1], 3, axis=2)
+    elif channels == 4:
+        img = img[:, :, :3]
+    if bgr and channels >= 3:
+        img = img[:, :, ::-1]
+    return np.ascontiguousarray(img)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3), applying EXIF orientation."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image not found: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    # IMREAD_UNCHANGED keeps 16-bit and alpha but ignores EXIF orientation,
+    # so orientation is applied separately (photos from phones need it).
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ImageReadError(f"cannot decode image (corrupt or not an image): {path}")
+    img = to_uint8_rgb(img, source=str(path))
+    return _apply_exif_orientation(img, path)
+
+
+def _apply_exif_orientation(img: np.ndarray, path: Path) -> np.ndarray:
+    if path.suffix.lower() not in (".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".png"):
+        return img
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+    except (OSError, ValueError, SyntaxError):
+        return img
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1, :],
+        5: lambda a: np.rot90(a, 1)[::-1, :],  # transpose
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, -1)[::-1, :],  # transverse
+        8: lambda a: np.rot90(a, 1),
+    }
+    op = ops.get(orientation)
+    return np.ascontiguousarray(op(img)) if op else img
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write a uint8 RGB (H, W, 3) array; the folder is created; written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if img.dtype != np.uint8:
+        raise TypeError(f"write_image expects uint8, got {img.dtype} for {path}")
+    ext = path.suffix.lower() or ".png"
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(img[:, :, ::-1]))
+    if not ok:
+        raise OSError(f"cannot encode image as {ext}: {path}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    buf.tofile(str(tmp))
+    os.replace(tmp, path)
+
+
+def uint8_to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
+    """float (3, H, W) in [0, 1] -> uint8 (H, W, 3), clamped and *rounded* (the DMSR protocol)."""
+    t = t.detach().float().clamp(0.0, 1.0).mul(255.0).round()
+    return t.to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -17,9 +17,18 @@ import torch
 from torch import nn
 
 from .dmsr import DMSR
+from .identity import Identity
+from .mspfn import MSPFN
+from .prenet import PRN, PReNet, PReNet_r, PRN_r
 
 MODELS: dict[str, type[nn.Module]] = {
     "DMSR": DMSR,
+    "Identity": Identity,
+    "MSPFN": MSPFN,
+    "PReNet": PReNet,
+    "PReNet_r": PReNet_r,
+    "PRN": PRN,
+    "PRN_r": PRN_r,
 }
 
 

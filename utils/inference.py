@@ -1,0 +1,102 @@
+"""What ``test.py`` and ``derain.py`` share: building a model with its weights and derain one image."""
+from __future__ import annotations
+
+import ast
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from models import build_model
+from models import model_names as known_models
+
+from .checkpoint import FORMAT_NAME, CheckpointError, check_state_dict, extract_state_dict, load_checkpoint
+from .image_io import tensor_to_uint8, uint8_to_tensor
+from .tiling import DEFAULT_MAX_BATCH, restore_tensor
+
+log = logging.getLogger(__name__)
+
+
+def parse_model_opts(items: Sequence[str] | None) -> dict:
+    """``["base_channels=32", "act='gelu'"]`` -> ``{"base_channels": 32, "act": "gelu"}``.
+
+    Values are Python literals (``ast.literal_eval``); anything that is not a
+    literal is kept as a string, so ``act=gelu`` works too.
+    """
+    opts = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"model option {item!r} is not KEY=VALUE")
+        try:
+            opts[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            opts[key] = value.strip()
+    return opts
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``, checked."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"bad --device {name!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} requested but CUDA is not available")
+    return device
+
+
+def load_model(
+    name: str | None,
+    weights: str | os.PathLike | None,
+    model_opts: dict | None = None,
+    device: torch.device | str = "cpu",
+    use_ema: bool = False,
+) -> tuple[nn.Module, str]:
+    """Build a model in eval mode on ``device`` with its weights; returns ``(model, name)``.
+
+    ``weights`` may be any format :mod:`utils.checkpoint` accepts.  With this
+    project's format the checkpoint's ``model_name`` is the default ``name``
+    and its ``model_kwargs`` are the defaults that ``model_opts`` override.
+    Weights may only be left out for a model without parameters (Identity).
+    """
+    ckpt = load_checkpoint(weights) if weights is not None else None
+    kwargs: dict = {}
+    if ckpt is not None and ckpt.get("format") == FORMAT_NAME:
+        saved_name = ckpt.get("model_name")
+        if name is None:
+            name = saved_name
+        elif saved_name and saved_name != name:
+            log.warning("%s was saved from model %s but is being loaded into %s", weights, saved_name, name)
+        kwargs.update(ckpt.get("model_kwargs") or {})
+    if name is None:
+        raise ValueError(f"--model is required (one of: {', '.join(known_models())})")
+    kwargs.update(model_opts or {})
+    model = build_model(name, **kwargs)
+    if ckpt is not None:
+        state = extract_state_dict(ckpt, weights, use_ema=use_ema)
+        check_state_dict(model, state, weights)
+        model.load_state_dict(state, strict=True)
+    elif any(True for _ in model.parameters()):
+        raise CheckpointError(f"--weights is required for {name} (only parameter-free models run without)")
+    return model.to(device).eval(), name
+
+
+def derain_image(
+    model: nn.Module,
+    img: np.ndarray,
+    device: torch.device | str,
+    tile: int | None = None,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> np.ndarray:
+    """Derain one uint8 RGB (H, W, 3) image; returns uint8 (clamped to [0, 1], rounded)."""
+    x = uint8_to_tensor(img).unsqueeze(0).to(device)
+    with torch.inference_mode():
+        out = restore_tensor(model, x, tile, max_batch)
+    return tensor_to_uint8(out[0])

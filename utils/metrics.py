@@ -1,0 +1,169 @@
+"""PSNR and SSIM exactly as the deraining papers' MATLAB scoring computes them.
+
+This is the one implementation used by validation, ``test.py``,
+``evaluate.py`` and (written out again in MATLAB) ``evaluate_PSNR_SSIM.m``.
+The paper numbers are computed on 8-bit images:
+
+* **Y channel** - ITU-R BT.601 studio-range luma, rounded to uint8 the way
+  ``rgb2ycbcr`` does (:func:`rgb_to_y`);
+* **PSNR** - ``20 log10(data_range / RMSE)`` in float64;
+* **SSIM** - Wang et al. (2004): 11x11 Gaussian window, sigma 1.5,
+  K = (0.01, 0.03), ``L = data_range``, 'valid' filtering (no padding), mean
+  of the SSIM map; no down-sampling.
+
+The data range is always an argument (255 for uint8 images, 1.0 for the
+float tensors of validation); nothing looks at pixel values to guess it.
+RGB variants (all three channels) are here too for comparison with
+codebases that report them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+UINT8_RANGE = 255.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K = (0.01, 0.03)
+
+# BT.601 luma weights, as GNU Octave's rgb2ycbcr derives its matrix from them.
+_KR, _KB = 0.299, 0.114
+
+
+def _check_uint8(img: np.ndarray, what: str = "image") -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise TypeError(f"{what} must be uint8 (the scores are defined on 8-bit images), got {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
+        raise ValueError(f"{what} must be H x W (gray/Y) or H x W x 3 (RGB), got shape {img.shape}")
+    return img
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+    """MATLAB's uint8() rounding for non-negative values (halves go up), exactly."""
+    floor = np.floor(x)
+    return floor + (x - floor >= 0.5)
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """Y channel (uint8, H x W) of an RGB uint8 image, as ``rgb2ycbcr(img)(:, :, 1)``.
+
+    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` for R, G, B in [0, 1],
+    rounded half up.  The floating-point steps are those of GNU Octave's
+    ``rgb2ycbcr`` (which ``evaluate_PSNR_SSIM.m`` spells out), so the result is
+    bit-identical to it for all 2^24 colours, including the 194 colours whose
+    exact Y ends in .5.  A 2-D (already gray/Y) image is returned unchanged,
+    as the MATLAB script leaves single-channel images alone.
+    """
+    img = _check_uint8(img)
+    if img.ndim == 2:
+        return img
+    x = img.astype(np.float64) / 255.0
+    y = x[..., 0] * _KR + x[..., 1] * (1.0 - _KR - _KB) + x[..., 2] * _KB
+    y = y * 219.0 / 255.0 + 16.0 / 255.0
+    return _round_half_up(y * 255.0).astype(np.uint8)
+
+
+def psnr(img1: np.ndarray, img2: np.ndarray, *, data_range: float) -> float:
+    """PSNR in dB of two same-shaped arrays (float64 maths); ``inf`` when they are equal."""
+    a = np.asarray(img1, dtype=np.float64)
+    b = np.asarray(img2, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"PSNR of arrays with different shapes {a.shape} and {b.shape}")
+    rmse = np.sqrt(np.mean((a - b) ** 2))
+    if rmse == 0:
+        return float("inf")
+    return float(20.0 * np.log10(data_range / rmse))
+
+
+def gaussian_window_1d(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """Normalised 1-D Gaussian; its outer product is MATLAB's ``fspecial('gaussian', size, sigma)``."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(x * x) / (2.0 * sigma * sigma))
+    return g / g.sum()
+
+
+def _filter_valid(img: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable correlation with ``outer(g, g)``, 'valid' part only (MATLAB ``filter2(w, img, 'valid')``)."""
+    n = g.size
+    rows = np.lib.stride_tricks.sliding_window_view(img, n, axis=0) @ g
+    return np.lib.stride_tricks.sliding_window_view(rows, n, axis=1) @ g
+
+
+def ssim(img1: np.ndarray, img2: np.ndarray, *, data_range: float) -> float:
+    """Mean SSIM of two 2-D images (Wang et al. 2004, Gaussian 11x11 sigma 1.5, 'valid')."""
+    a = np.asarray(img1, dtype=np.float64)
+    b = np.asarray(img2, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"SSIM of arrays with different shapes {a.shape} and {b.shape}")
+    if a.ndim != 2:
+        raise ValueError(f"ssim() takes 2-D images, got shape {a.shape}; use ssim_rgb for colour")
+    if min(a.shape) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {a.shape}")
+    c1 = (SSIM_K[0] * data_range) ** 2
+    c2 = (SSIM_K[1] * data_range) ** 2
+    g = gaussian_window_1d()
+    mu1, mu2 = _filter_valid(a, g), _filter_valid(b, g)
+    mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
+    sigma1_sq = _filter_valid(a * a, g) - mu1_sq
+    sigma2_sq = _filter_valid(b * b, g) - mu2_sq
+    sigma12 = _filter_valid(a * b, g) - mu1_mu2
+    ssim_map = ((2.0 * mu1_mu2 + c1) * (2.0 * sigma12 + c2)) / (
+        (mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2)
+    )
+    return float(ssim_map.mean())
+
+
+def _check_pair(img1: np.ndarray, img2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _check_uint8(img1, "first image"), _check_uint8(img2, "second image")
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in size: {a.shape} vs {b.shape}")
+    return a, b
+
+
+def psnr_y(img1: np.ndarray, img2: np.ndarray) -> float:
+    """PSNR on the Y channel of two uint8 RGB images (the papers' PSNR)."""
+    a, b = _check_pair(img1, img2)
+    return psnr(rgb_to_y(a), rgb_to_y(b), data_range=UINT8_RANGE)
+
+
+def ssim_y(img1: np.ndarray, img2: np.ndarray) -> float:
+    """SSIM on the Y channel of two uint8 RGB images (the papers' SSIM)."""
+    a, b = _check_pair(img1, img2)
+    return ssim(rgb_to_y(a), rgb_to_y(b), data_range=UINT8_RANGE)
+
+
+def psnr_rgb(img1: np.ndarray, img2: np.ndarray) -> float:
+    """PSNR over all channels of two uint8 images."""
+    a, b = _check_pair(img1, img2)
+    return psnr(a, b, data_range=UINT8_RANGE)
+
+
+def ssim_rgb(img1: np.ndarray, img2: np.ndarray) -> float:
+    """Mean over channels of the per-channel SSIM of two uint8 images."""
+    a, b = _check_pair(img1, img2)
+    if a.ndim == 2:
+        return ssim(a, b, data_range=UINT8_RANGE)
+    return float(np.mean([ssim(a[..., c], b[..., c], data_range=UINT8_RANGE) for c in range(a.shape[2])]))
+
+
+def score_y(img1: np.ndarray, img2: np.ndarray) -> tuple[float, float]:
+    """``(psnr, ssim)`` on the Y channel, converting each image to Y once."""
+    a, b = _check_pair(img1, img2)
+    ya, yb = rgb_to_y(a), rgb_to_y(b)
+    return psnr(ya, yb, data_range=UINT8_RANGE), ssim(ya, yb, data_range=UINT8_RANGE)
+
+
+def tensor_psnr(pred: torch.Tensor, target: torch.Tensor, *, data_range: float) -> torch.Tensor:
+    """Per-image RGB PSNR (dB, float64) of two (B, C, H, W) float tensors, for validation.
+
+    Inputs are used as given; clamp ``pred`` to the data range first when the
+    protocol says so (DMSR's validation clamps to [0, 1]).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"PSNR of tensors with different shapes {tuple(pred.shape)} and {tuple(target.shape)}")
+    diff = pred.detach().double() - target.detach().double()
+    mse = diff.pow(2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(data_range**2 / mse)

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="window size of the window protocol, 0 = whole image (default: the model's; DMSR 128)")
     p.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
                    help="at most this many windows per forward pass (bounds memory)")
+    p.add_argument("--quantize", choices=("round", "truncate"), default="round",
+                   help="8-bit conversion of the outputs: round (DMSR protocol, default) or truncate "
+                        "(PReNet's release, np.uint8(255 * x))")
     p.add_argument("--no-score", "--no_score", action="store_true", help="only write the derained images")
     p.add_argument("--json", help="score table as JSON (default: RESULT_DIR/<model>/scores.json)")
     p.add_argument("--csv", "--save-csv", dest="csv", help="score table as CSV (default: RESULT_DIR/<model>/scores.csv)")
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = test_set.targets or [None] * len(test_set.inputs)
         jobs = list(zip(test_set.inputs, targets))
         for src, tgt in tqdm(jobs, desc=test_set.name, unit="img", disable=not sys.stderr.isatty()):
-            result = derain_image(model, read_image(src), device, tile, args.max_batch)
+            result = derain_image(model, read_image(src), device, tile, args.max_batch, args.quantize)
             write_image(out_dir / f"{src.stem}.png", result)
             if tgt is not None:
                 scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))

@@ -11,13 +11,13 @@ figure is the convolutional cost, as papers usually report it.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import build_model, model_names
+from utils.inference import parse_model_opts
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -32,20 +32,6 @@ def count_macs(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) ->
     with torch.no_grad(), counter:
         model(x)
     return counter.get_total_flops() // 2
-
-
-def parse_model_opts(items: list[str] | None) -> dict:
-    """``["base_channels=16", "use_fdsm=False"]`` -> ``{"base_channels": 16, "use_fdsm": False}``."""
-    opts = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"model option {item!r} is not KEY=VALUE")
-        try:
-            opts[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            opts[key] = value
-    return opts
 
 
 def main(argv=None) -> dict:

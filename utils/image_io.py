@@ -121,7 +121,14 @@ def uint8_to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
 
 
-def tensor_to_uint8(t: torch.Tensor) -> np.ndarray:
-    """float (3, H, W) in [0, 1] -> uint8 (H, W, 3), clamped and *rounded* (the DMSR protocol)."""
-    t = t.detach().float().clamp(0.0, 1.0).mul(255.0).round()
+def tensor_to_uint8(t: torch.Tensor, quantize: str = "round") -> np.ndarray:
+    """float (3, H, W) in [0, 1] -> uint8 (H, W, 3), clamped, then rounded (the DMSR protocol).
+
+    ``quantize="truncate"`` drops the fraction instead, as PReNet's release
+    does (``np.uint8(255 * x)``); it costs about half a grey level on average.
+    """
+    if quantize not in ("round", "truncate"):
+        raise ValueError(f"quantize must be 'round' or 'truncate', got {quantize!r}")
+    t = t.detach().float().clamp(0.0, 1.0).mul(255.0)
+    t = t.round() if quantize == "round" else t.floor()
     return t.to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -14,6 +14,7 @@ from models import build_model
 from models import model_names as known_models
 
 from .checkpoint import FORMAT_NAME, CheckpointError, check_state_dict, extract_state_dict, load_checkpoint
+from .distributed import resolve_device  # noqa: F401 - re-exported for the entry points
 from .image_io import tensor_to_uint8, uint8_to_tensor
 from .tiling import DEFAULT_MAX_BATCH, restore_tensor
 
@@ -37,19 +38,6 @@ def parse_model_opts(items: Sequence[str] | None) -> dict:
         except (ValueError, SyntaxError):
             opts[key] = value.strip()
     return opts
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``, checked."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"bad --device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} requested but CUDA is not available")
-    return device
 
 
 def load_model(
@@ -94,9 +82,10 @@ def derain_image(
     device: torch.device | str,
     tile: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
+    quantize: str = "round",
 ) -> np.ndarray:
-    """Derain one uint8 RGB (H, W, 3) image; returns uint8 (clamped to [0, 1], rounded)."""
+    """Derain one uint8 RGB (H, W, 3) image; returns uint8 (clamped to [0, 1], then rounded or truncated)."""
     x = uint8_to_tensor(img).unsqueeze(0).to(device)
     with torch.inference_mode():
         out = restore_tensor(model, x, tile, max_batch)
-    return tensor_to_uint8(out[0])
+    return tensor_to_uint8(out[0], quantize)

@@ -15,32 +15,38 @@ import torch
 import torch.nn.functional as F
 
 
+def reflect_pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Reflect-pad (B, C, H, W) at the bottom/right up to ``height`` x ``width``.
+
+    Reflection needs the pad to be smaller than the side, so large pads go in
+    steps (reflecting the already padded image); a 1-pixel side, which cannot
+    be reflected, is replicated.
+    """
+    while x.shape[-2] < height or x.shape[-1] < width:
+        ph = min(height - x.shape[-2], x.shape[-2] - 1) if x.shape[-2] < height else 0
+        pw = min(width - x.shape[-1], x.shape[-1] - 1) if x.shape[-1] < width else 0
+        if ph == 0 and pw == 0:
+            return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]), mode="replicate")
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+    return x
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect",
                     min_size: int = 0) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad (B, C, H, W) at the bottom/right so H and W are multiples of ``multiple`` (and >= ``min_size``).
 
-    Returns the padded tensor and the original (H, W).  Reflect padding needs
-    the pad to be smaller than the side; tiny images fall back to repeated
-    reflection (padding in steps) so any size works.
+    Returns the padded tensor and the original (H, W).  Any size works
+    (see :func:`reflect_pad_to`).
     """
     h, w = x.shape[-2:]
     multiple = max(int(multiple), 1)
     th = max(-(-h // multiple) * multiple, -(-min_size // multiple) * multiple)
     tw = max(-(-w // multiple) * multiple, -(-min_size // multiple) * multiple)
-    ph, pw = th - h, tw - w
-    if ph == 0 and pw == 0:
+    if (th, tw) == (h, w):
         return x, (h, w)
-    if mode != "reflect":
-        return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
-    while ph > 0 or pw > 0:
-        step_h = min(ph, x.shape[-2] - 1)
-        step_w = min(pw, x.shape[-1] - 1)
-        if step_h == 0 and step_w == 0:  # 1-pixel side: reflection impossible
-            return F.pad(x, (0, pw, 0, ph), mode="replicate"), (h, w)
-        x = F.pad(x, (0, step_w, 0, step_h), mode="reflect")
-        ph -= step_h
-        pw -= step_w
-    return x, (h, w)
+    if mode == "reflect":
+        return reflect_pad_to(x, th, tw), (h, w)
+    return F.pad(x, (0, tw - w, 0, th - h), mode=mode), (h, w)
 
 
 def crop_outputs(out, size: tuple[int, int], padded_size: tuple[int, int]):

@@ -21,12 +21,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from models import primary_output
 
-from .padding import forward_padded
+from .padding import forward_padded, reflect_pad_to
 
 DEFAULT_MAX_BATCH = 16
 
@@ -54,17 +53,6 @@ def window_segments(length: int, tile: int) -> list[Segment]:
     return segments
 
 
-def _reflect_pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Reflect-pad (B, C, H, W) at the bottom/right up to ``height`` x ``width`` (in steps if needed)."""
-    while x.shape[-2] < height or x.shape[-1] < width:
-        ph = min(height - x.shape[-2], x.shape[-2] - 1) if x.shape[-2] < height else 0
-        pw = min(width - x.shape[-1], x.shape[-1] - 1) if x.shape[-1] < width else 0
-        if ph == 0 and pw == 0:  # a 1-pixel side cannot be reflected
-            return F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2]), mode="replicate")
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect")
-    return x
-
-
 def _run_windows(model: nn.Module, windows: torch.Tensor, tile: int) -> torch.Tensor:
     out = primary_output(model(windows))
     if out.shape[0] != windows.shape[0] or out.shape[-2:] != windows.shape[-2:]:
@@ -85,7 +73,7 @@ def forward_tiled(
     if max_batch < 1:
         raise ValueError(f"max_batch must be at least 1, got {max_batch}")
     h, w = x.shape[-2:]
-    xp = _reflect_pad_to(x, max(h, tile), max(w, tile))
+    xp = reflect_pad_to(x, max(h, tile), max(w, tile))
     rows = window_segments(xp.shape[-2], tile)
     cols = window_segments(xp.shape[-1], tile)
     jobs = [(b, r, c) for b in range(xp.shape[0]) for r in rows for c in cols]
@@ -104,13 +92,8 @@ def forward_tiled(
 
 
 def forward_whole(model: nn.Module, x: torch.Tensor, multiple: int, min_size: int = 0) -> torch.Tensor:
-    """Run ``model`` on the whole of ``x`` padded to ``multiple``; the full-resolution output.
-
-    Sides shorter than ``min_size`` are first reflect-padded up to it.
-    """
-    h, w = x.shape[-2:]
-    xp = _reflect_pad_to(x, max(h, min_size), max(w, min_size))
-    return primary_output(forward_padded(model, xp, multiple))[..., :h, :w]
+    """Run ``model`` on the whole of ``x`` padded to ``multiple`` (and ``min_size``); the full-resolution output."""
+    return primary_output(forward_padded(model, x, multiple, min_size=min_size))
 
 
 def check_tile(model: nn.Module, tile: int) -> None:

@@ -59,6 +59,13 @@ def main(argv=None) -> dict:
         logging.getLogger().setLevel(logging.WARNING)
     try:
         trainer = Trainer(cfg, device, dist, argv)
+    except (KeyError, TypeError) as err:  # unknown MODEL.NAME / LOSS.NAME, or options they do not take
+        cleanup()
+        raise SystemExit(f"config error: {err.args[0] if err.args else err}") from None
+    except (TrainingError, DatasetError, PairingError, FileNotFoundError) as err:
+        cleanup()
+        raise SystemExit(f"error: {err}") from None
+    try:
         return trainer.fit(resume=args.resume)
     except (TrainingError, DatasetError, PairingError, CheckpointError, FileNotFoundError) as err:
         raise SystemExit(f"error: {err}") from None

@@ -47,8 +47,9 @@ def deterministic():
     torch.use_deterministic_algorithms(False)
 
 
-def _opts(pairs, save_dir, *extra):
-    return ["--device", "cpu", "--opts", *TINY, "TRAINING.TRAIN_DIR", str(pairs / "train"),
+def _opts(pairs, save_dir, *extra, dmsr=True):
+    tiny = TINY if dmsr else TINY[4:]  # without the DMSR width options
+    return ["--device", "cpu", "--opts", *tiny, "TRAINING.TRAIN_DIR", str(pairs / "train"),
             "TRAINING.VAL_DIR", str(pairs / "val"), "TRAINING.SAVE_DIR", str(save_dir), *extra]
 
 
@@ -243,3 +244,38 @@ def test_torchrun_two_processes_hold_identical_weights(pairs, tmp_path):
     assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
     saved = load_checkpoint(tmp_path / "ck" / "Deraining" / "DMSR" / "model_latest.pth")["model"]
     assert all(torch.equal(saved[k], r0["state"][k]) for k in saved)  # rank 0 saved, without "module."
+
+
+@pytest.mark.parametrize("config", ["training.yml", "configs/demo.yml", "configs/mspfn.yml", "configs/prenet.yml"])
+def test_shipped_configs_load(config):
+    cfg = load_config(str(REPO / config))
+    assert cfg.is_frozen() and cfg.MODEL.NAME in ("DMSR", "MSPFN", "PReNet")
+
+
+@pytest.mark.parametrize("config,opts", [
+    ("configs/mspfn.yml", ["MODEL.ARGS.width", "8", "MODEL.ARGS.num_ffm", "1", "MODEL.ARGS.caus", "[1, 1, 1]"]),
+    ("configs/prenet.yml", ["MODEL.ARGS.stages", "2"]),
+])
+def test_other_models_train_through_train_py(pairs, tmp_path, config, opts):
+    out = train.main(["--config", str(REPO / config)] + _opts(pairs, tmp_path, "OPTIM.NUM_EPOCHS", "2", *opts,
+                                                                  dmsr=False))
+    assert [h["epoch"] for h in out["history"]] == [1, 2]
+    assert np.isfinite([h["loss"] for h in out["history"]]).all()
+    assert np.isfinite(out["best_psnr"])
+
+
+def test_wrong_model_options_are_a_config_error(pairs, tmp_path):
+    with pytest.raises(SystemExit, match="config error: .*PReNet.*base_channels"):
+        train.main(_opts(pairs, tmp_path, "MODEL.NAME", "PReNet"))
+    with pytest.raises(SystemExit, match="unknown model 'DMRS'.*DMSR"):
+        train.main(_opts(pairs, tmp_path, "MODEL.NAME", "DMRS"))
+
+
+def test_speed_switches_train_and_keep_ema(pairs, tmp_path):
+    out = train.main(_opts(pairs, tmp_path, "OPTIM.NUM_EPOCHS", "2", "FAST.AMP", "bf16", "FAST.CHANNELS_LAST", "True",
+                           "FAST.EMA", "0.9", "OPTIM.GRAD_CLIP", "0.5", "OPTIM.FUSED", "True",
+                           "MODEL.ARGS.efficient_attention", "True"))
+    assert np.isfinite([h["loss"] for h in out["history"]]).all()
+    ckpt = load_checkpoint(tmp_path / "Deraining" / "DMSR" / "model_latest.pth")
+    key = "feat_extract.0.main.0.weight"
+    assert ckpt["ema"] is not None and not torch.equal(ckpt["ema"][key], ckpt["model"][key])

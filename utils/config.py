@@ -46,11 +46,14 @@ def get_default_config() -> CN:
     c.OPTIM.EPS = 1e-8
     c.OPTIM.WEIGHT_DECAY = 0.0
     # "warmup_cosine": the DMSR release, per epoch; "exp_decay": MSPFN's
-    # lr = LR_INITIAL * DECAY_RATE ** (step / DECAY_STEPS) + LR_MIN, per step.
+    # lr = LR_INITIAL * DECAY_RATE ** (step / DECAY_STEPS) + LR_MIN, per step;
+    # "multistep": PReNet's, lr x GAMMA at each epoch in MILESTONES.
     c.OPTIM.SCHEDULER = "warmup_cosine"
     c.OPTIM.WARMUP_EPOCHS = 3
     c.OPTIM.DECAY_RATE = 0.8
     c.OPTIM.DECAY_STEPS = 20000
+    c.OPTIM.MILESTONES = [30, 50, 80]
+    c.OPTIM.GAMMA = 0.2
     c.OPTIM.GRAD_CLIP = 0.0  # max gradient norm; 0 = off (release)
     c.OPTIM.FUSED = False  # fused/foreach Adam kernels (fast path)
 
@@ -160,8 +163,9 @@ def _set(cfg: CN, dotted: str, raw: str) -> None:
 
 
 def validate(cfg: CN) -> None:
-    if cfg.OPTIM.SCHEDULER not in ("warmup_cosine", "exp_decay"):
-        raise ConfigError(f"OPTIM.SCHEDULER must be 'warmup_cosine' or 'exp_decay', got {cfg.OPTIM.SCHEDULER!r}")
+    if cfg.OPTIM.SCHEDULER not in ("warmup_cosine", "exp_decay", "multistep"):
+        raise ConfigError("OPTIM.SCHEDULER must be 'warmup_cosine', 'exp_decay' or 'multistep', "
+                          f"got {cfg.OPTIM.SCHEDULER!r}")
     if cfg.FAST.AMP not in ("", "bf16", "fp16"):
         raise ConfigError(f"FAST.AMP must be '', 'bf16' or 'fp16', got {cfg.FAST.AMP!r}")
     if cfg.TRAINING.VAL_METRIC not in ("psnr_rgb", "psnr_y"):

@@ -72,6 +72,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> tuple[torch.
     if optim_cfg.SCHEDULER == "exp_decay":
         factor = ExpDecayFactor(optim_cfg.LR_INITIAL, optim_cfg.DECAY_RATE, optim_cfg.DECAY_STEPS, optim_cfg.LR_MIN)
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
+    if optim_cfg.SCHEDULER == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim_cfg.MILESTONES), optim_cfg.GAMMA), False
     warm = optim_cfg.WARMUP_EPOCHS
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=optim_cfg.NUM_EPOCHS - warm, eta_min=optim_cfg.LR_MIN)

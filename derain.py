@@ -25,7 +25,13 @@ from natsort import natsorted
 from tqdm import tqdm
 
 from utils.image_io import ImageReadError, is_image_file, list_images, read_image, write_image
-from utils.inference import derain_image, load_model, parse_model_opts, resolve_device
+from utils.inference import (
+    add_fast_arguments,
+    derain_image,
+    load_model,
+    parse_model_opts,
+    resolve_device,
+)
 from utils.tiling import DEFAULT_MAX_BATCH, check_tile
 
 log = logging.getLogger("derain")
@@ -46,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write <name>_before_after.<ext>: input | output")
     p.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder arguments")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    add_fast_arguments(p)
     p.add_argument("--tile", type=int, default=None,
                    help="window size, 0 = whole image (default: the model's; DMSR 128)")
     p.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
@@ -95,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = resolve_device(args.device)
     jobs = collect_jobs(args.paths, Path(args.out), args.ext, args.recursive)
-    model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema)
+    model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema,
+                             fast=args.fast)
     tile = args.tile if args.tile is not None else model.default_tile
     check_tile(model, tile)
 
@@ -107,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", err)
             failed.append(str(src))
             continue
-        result = derain_image(model, img, device, tile, args.max_batch)
+        result = derain_image(model, img, device, tile, args.max_batch, amp=args.amp)
         write_image(dst, result)
         if args.side_by_side:
             write_image(dst.with_name(f"{dst.stem}{COMPARE_SUFFIX}{dst.suffix}"), side_by_side(img, result))

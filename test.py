@@ -22,7 +22,13 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from utils.image_io import list_images, read_image, write_image
-from utils.inference import derain_image, load_model, parse_model_opts, resolve_device
+from utils.inference import (
+    add_fast_arguments,
+    derain_image,
+    load_model,
+    parse_model_opts,
+    resolve_device,
+)
 from utils.pairing import PairingError, pair_files
 from utils.scoring import (
     STANDARD_DATASETS,
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"sets under --input_dir (default: {' '.join(STANDARD_DATASETS)}; missing ones are skipped)")
     p.add_argument("--result_dir", "--result-dir", default="results", help="outputs go to RESULT_DIR/<model>/<dataset>/")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    add_fast_arguments(p)
     p.add_argument("--tile", type=int, default=None,
                    help="window size of the window protocol, 0 = whole image (default: the model's; DMSR 128)")
     p.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
@@ -121,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = resolve_device(args.device)
     sets = find_test_sets(Path(args.input_dir), args.datasets, score=not args.no_score)
-    model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema)
+    model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema,
+                             fast=args.fast)
     out_root = Path(args.result_dir) / name
     tile = args.tile if args.tile is not None else model.default_tile
     check_tile(model, tile)
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = test_set.targets or [None] * len(test_set.inputs)
         jobs = list(zip(test_set.inputs, targets))
         for src, tgt in tqdm(jobs, desc=test_set.name, unit="img", disable=not sys.stderr.isatty()):
-            result = derain_image(model, read_image(src), device, tile, args.max_batch, args.quantize)
+            result = derain_image(model, read_image(src), device, tile, args.max_batch, args.quantize, amp=args.amp)
             write_image(out_dir / f"{src.stem}.png", result)
             if tgt is not None:
                 scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))

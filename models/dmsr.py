@@ -136,31 +136,57 @@ class FourierUnit(nn.Module):
 
     Runs in float32 even under autocast (FFTs of half-precision tensors are
     restricted to power-of-two sizes and lose accuracy) and returns the input dtype.
+
+    ``efficient=True`` computes the same thing with one memory copy instead of
+    two: the spectrum is copied once into channels-last order, where the
+    release's interleaved channels (2c = Re, 2c+1 = Im) sit next to each other
+    in memory exactly as a complex tensor's real and imaginary parts do.  The
+    convolution, batch norm and ReLU then run channels-last (no layout
+    conversion inside the convolution), and their output is viewed as the
+    complex spectrum for irfft2 without a copy.  Same parameters, same
+    state dict; the result differs only by floating-point summation order.
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, efficient: bool = False):
         super().__init__()
         self.conv_layer = nn.Conv2d(2 * channels, 2 * channels, 1, bias=False)
         self.bn = nn.BatchNorm2d(2 * channels)
+        self.efficient = efficient
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        b, c, h, w = x.shape
         with torch.autocast(device_type=x.device.type, enabled=False):
             spec = torch.fft.rfft2(x.float(), norm="ortho")
-            wf = spec.shape[-1]
-            # (B, C, H, Wf, 2) -> (B, C, 2, H, Wf) -> (B, 2C, H, Wf): channel 2c = Re, 2c+1 = Im
-            z = torch.view_as_real(spec).permute(0, 1, 4, 2, 3).reshape(b, 2 * c, h, wf)
-            z = F.relu(self.bn(self.conv_layer(z)))
-            z = z.reshape(b, c, 2, h, wf).permute(0, 1, 3, 4, 2).contiguous()
-            out = torch.fft.irfft2(torch.view_as_complex(z), s=(h, w), norm="ortho")
+            out = self._mix_efficient(spec, x.shape) if self.efficient else self._mix(spec, x.shape)
         return out.to(dtype)
+
+    def _mix(self, spec: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        b, c, h, w = shape
+        wf = spec.shape[-1]
+        # (B, C, H, Wf, 2) -> (B, C, 2, H, Wf) -> (B, 2C, H, Wf): channel 2c = Re, 2c+1 = Im
+        z = torch.view_as_real(spec).permute(0, 1, 4, 2, 3).reshape(b, 2 * c, h, wf)
+        z = F.relu(self.bn(self.conv_layer(z)))
+        z = z.reshape(b, c, 2, h, wf).permute(0, 1, 3, 4, 2).contiguous()
+        return torch.fft.irfft2(torch.view_as_complex(z), s=(h, w), norm="ortho")
+
+    def _mix_efficient(self, spec: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        b, c, h, w = shape
+        wf = spec.shape[-1]
+        # The one copy: (B, C, H, Wf, 2) -> memory order (B, H, Wf, C, 2), i.e. the interleaved
+        # 2C channels channels-last; viewed back as (B, 2C, H, Wf) without moving data.
+        z = torch.view_as_real(spec).permute(0, 2, 3, 1, 4).contiguous()
+        z = z.view(b, h, wf, 2 * c).permute(0, 3, 1, 2)
+        z = F.relu(self.bn(self.conv_layer(z)))
+        z = z.contiguous(memory_format=torch.channels_last)  # normally a no-op: conv, BN and ReLU keep the format
+        # (B, 2C, H, Wf) channels-last == (B, H, Wf, C, 2) in memory == a complex (B, H, Wf, C)
+        spec = torch.view_as_complex(z.permute(0, 2, 3, 1).view(b, h, wf, c, 2))
+        return torch.fft.irfft2(spec, s=(h, w), dim=(1, 2), norm="ortho").permute(0, 3, 1, 2)
 
 
 class FDSM(nn.Module):
     """Frequency-domain branch: two depthwise convs on the channel halves, a Fourier unit, BN + ReLU."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, efficient_fft: bool = False):
         super().__init__()
         half = channels // 2
         self.conv_init_1 = nn.Sequential(nn.Conv2d(half, half, 3, padding=1, groups=half), nn.GELU())
@@ -169,7 +195,7 @@ class FDSM(nn.Module):
         # Frozen: a parameter without gradient would make DistributedDataParallel fail.
         self.conv_mid = nn.Sequential(nn.Conv2d(channels, half, 1), nn.GELU())
         self.conv_mid.requires_grad_(False)
-        self.FFC = FourierUnit(channels)
+        self.FFC = FourierUnit(channels, efficient=efficient_fft)
         self.bn = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,13 +226,13 @@ class DualDomainBlock(nn.Module):
     """
 
     def __init__(self, channels: int, use_mpsrm: bool = True, use_fdsm: bool = True,
-                 spga_multiply: bool = False, efficient_attention: bool = False):
+                 spga_multiply: bool = False, efficient_attention: bool = False, efficient_fft: bool = False):
         super().__init__()
         self.conv1 = BasicConv(channels, channels, 3, act=True)
         self.proj = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
         self.proj_act = nn.GELU()
         self.MPSRM = MPSRM(channels, spga_multiply, efficient_attention) if use_mpsrm else nn.Identity()
-        self.FDSM = FDSM(channels) if use_fdsm else nn.Identity()
+        self.FDSM = FDSM(channels, efficient_fft) if use_fdsm else nn.Identity()
         self.conv2 = BasicConv(2 * channels, channels, 3, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,6 +292,8 @@ class DMSR(nn.Module):
             draws it, instead of adding it as the release does (ablation).
         efficient_attention: compute the pixel attention without the
             channel-interleaving copy (same weights, same maths; faster).
+        efficient_fft: run the Fourier unit with one memory copy instead of
+            two, channels-last (same weights, same maths; see FourierUnit).
 
     ``forward(x)`` takes (B, 3, H, W) with H and W divisible by 16 and at
     least 64 (``utils.padding.forward_padded`` pads any size) and returns
@@ -277,7 +305,8 @@ class DMSR(nn.Module):
     default_tile = 128
 
     def __init__(self, base_channels: int = 48, num_res: int = 16, use_mpsrm: bool = True,
-                 use_fdsm: bool = True, spga_multiply: bool = False, efficient_attention: bool = False):
+                 use_fdsm: bool = True, spga_multiply: bool = False, efficient_attention: bool = False,
+                 efficient_fft: bool = False):
         super().__init__()
         if base_channels % 8:
             raise ValueError(f"base_channels must be a multiple of 8, got {base_channels}")
@@ -285,7 +314,7 @@ class DMSR(nn.Module):
             raise ValueError(f"num_res must be at least 1, got {num_res}")
         c = base_channels
         opts = dict(use_mpsrm=use_mpsrm, use_fdsm=use_fdsm, spga_multiply=spga_multiply,
-                    efficient_attention=efficient_attention)
+                    efficient_attention=efficient_attention, efficient_fft=efficient_fft)
         self.Encoder = nn.ModuleList([Stage(c, num_res, **opts), Stage(2 * c, num_res, **opts),
                                       Stage(4 * c, num_res, **opts)])
         self.feat_extract = nn.ModuleList([

@@ -200,3 +200,22 @@ def test_parse_model_opts():
     assert parse_model_opts(None) == {}
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_model_opts(["base_channels"])
+
+
+def test_fast_and_amp_flags_match_the_plain_path(tmp_path):
+    """test.py --fast (exact switches) reproduces the plain outputs; --amp bf16 stays within a few grey levels."""
+    torch.manual_seed(0)
+    model = build_model("DMSR", base_channels=8, num_res=1)
+    weights = tmp_path / "tiny.pth"
+    save_checkpoint({"format": FORMAT_NAME, "version": 1, "model": model.state_dict(), "model_name": "DMSR",
+                     "model_kwargs": {"base_channels": 8, "num_res": 1}}, weights)
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "in" / "a.png", rng.integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    outs = {}
+    for flags in ([], ["--fast"], ["--fast", "--amp", "bf16"]):
+        res = tmp_path / ("res" + "".join(flags))
+        assert test_py.main(["--weights", str(weights), "--input_dir", str(tmp_path / "in"), "--result_dir",
+                             str(res), "--device", "cpu", "--tile", "64", "--no-score", *flags]) == 0
+        outs[" ".join(flags)] = read_image(res / "DMSR" / "in" / "a.png").astype(int)
+    assert np.abs(outs["--fast"] - outs[""]).max() <= 1
+    assert np.abs(outs["--fast --amp bf16"] - outs[""]).max() <= 8

@@ -46,6 +46,7 @@ def load_model(
     model_opts: dict | None = None,
     device: torch.device | str = "cpu",
     use_ema: bool = False,
+    fast: bool = False,
 ) -> tuple[nn.Module, str]:
     """Build a model in eval mode on ``device`` with its weights; returns ``(model, name)``.
 
@@ -65,6 +66,8 @@ def load_model(
         kwargs.update(ckpt.get("model_kwargs") or {})
     if name is None:
         raise ValueError(f"--model is required (one of: {', '.join(known_models())})")
+    if fast:  # exact speed options of the model (same weights), then channels-last
+        kwargs.update(FAST_MODEL_OPTS.get(name, {}))
     kwargs.update(model_opts or {})
     model = build_model(name, **kwargs)
     if ckpt is not None:
@@ -73,7 +76,10 @@ def load_model(
         model.load_state_dict(state, strict=True)
     elif any(True for _ in model.parameters()):
         raise CheckpointError(f"--weights is required for {name} (only parameter-free models run without)")
-    return model.to(device).eval(), name
+    model = model.to(device).eval()
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+    return model, name
 
 
 def derain_image(
@@ -83,9 +89,28 @@ def derain_image(
     tile: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     quantize: str = "round",
+    amp: str = "",
 ) -> np.ndarray:
-    """Derain one uint8 RGB (H, W, 3) image; returns uint8 (clamped to [0, 1], then rounded or truncated)."""
+    """Derain one uint8 RGB (H, W, 3) image; returns uint8 (clamped to [0, 1], then rounded or truncated).
+
+    ``amp`` ("bf16"/"fp16") runs the network under autocast (DMSR's FFTs stay in float32).
+    """
+    from .fast import amp_dtype, autocast
+
     x = uint8_to_tensor(img).unsqueeze(0).to(device)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(torch.device(device), amp_dtype(amp)):
         out = restore_tensor(model, x, tile, max_batch)
-    return tensor_to_uint8(out[0], quantize)
+    return tensor_to_uint8(out[0].float(), quantize)
+
+
+FAST_MODEL_OPTS = {"DMSR": {"efficient_attention": True, "efficient_fft": True}}
+
+
+def add_fast_arguments(parser) -> None:
+    """``--fast`` and ``--amp``, shared by test.py and derain.py."""
+    parser.add_argument("--fast", action="store_true",
+                        help="exact fast path: DMSR's interleave-free attention and one-copy Fourier unit, "
+                             "channels-last (same outputs to ~1e-6; see docs/PERFORMANCE.md)")
+    parser.add_argument("--amp", choices=("", "bf16", "fp16"), default="",
+                        help="run the network under autocast (faster on GPUs and bf16 CPUs; outputs differ by "
+                             "about 1e-2 before 8-bit rounding)")

@@ -39,6 +39,7 @@ from utils.checkpoint import (
 )
 from utils.config import config_to_dict
 from utils.distributed import DistInfo, any_true, average_buffers, barrier, broadcast_object
+from utils.fast import adam_kernel_kwargs, amp_dtype, autocast, compile_model, to_channels_last
 from utils.image_io import tensor_to_uint8
 from utils.metrics import psnr_y, tensor_psnr
 from utils.padding import forward_padded
@@ -100,6 +101,78 @@ def lr_sequence(optim_cfg) -> list[float]:
         opt.step()
         sched.step()
     return out
+
+
+# --------------------------------------------------------------------------- the step
+def build_training_model(cfg, device: torch.device, sync_bn: bool = False) -> nn.Module:
+    """``MODEL.NAME`` with ``MODEL.ARGS`` on ``device``, channels-last with FAST.CHANNELS_LAST."""
+    model = build_model(cfg.MODEL.NAME, **config_to_dict(cfg.MODEL.ARGS))
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if cfg.FAST.CHANNELS_LAST:
+        model = to_channels_last(model)
+    return model
+
+
+def build_optimizer(model: nn.Module, optim_cfg, device: torch.device) -> torch.optim.Adam:
+    """Adam over the trainable parameters, as configured in ``OPTIM`` (fused/foreach with OPTIM.FUSED)."""
+    o = optim_cfg
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=o.LR_INITIAL, betas=(o.BETA1, o.BETA2), eps=o.EPS,
+                            weight_decay=o.WEIGHT_DECAY, **adam_kernel_kwargs(o.FUSED, device))
+
+
+def compute_loss(net: nn.Module, loss_fn: nn.Module, inp: torch.Tensor, tgt: torch.Tensor,
+                 amp: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
+    """The forward pass (under autocast with ``amp``) and the loss (the losses run in float32)."""
+    if channels_last:
+        inp, tgt = to_channels_last(inp), to_channels_last(tgt)
+    with autocast(inp.device, amp):
+        out = net(inp)
+    return loss_fn(out, tgt)
+
+
+def apply_gradients(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                    grad_clip: float = 0.0, params=None) -> None:
+    """Backward, optional gradient clipping (max norm ``grad_clip`` over ``params``), optimizer step."""
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+class TrainingStep:
+    """The training step of a config on its own: model, optimizer, loss and speed switches, as the Trainer builds them.
+
+    For benchmarks and checks that time or compare steps without data
+    loading, checkpoints or schedules; ``step(inp, tgt)`` runs one
+    optimisation step and returns the loss (a detached tensor: no sync).
+    """
+
+    def __init__(self, cfg, device: torch.device):
+        fast = cfg.FAST
+        self.device = device
+        if fast.CUDNN_BENCHMARK and not cfg.TRAINING.DETERMINISTIC:
+            torch.backends.cudnn.benchmark = True
+        self.model = build_training_model(cfg, device).train()
+        self.net = compile_model(self.model) if fast.COMPILE else self.model
+        self.optimizer = build_optimizer(self.model, cfg.OPTIM, device)
+        self.loss_fn = build_loss(cfg.LOSS.NAME, **config_to_dict(cfg.LOSS.ARGS)).to(device)
+        self.amp = amp_dtype(fast.AMP)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fast.AMP == "fp16")
+        self.channels_last = fast.CHANNELS_LAST
+        self.grad_clip = cfg.OPTIM.GRAD_CLIP
+
+    def step(self, inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        inp = inp.to(self.device, non_blocking=True)
+        tgt = tgt.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = compute_loss(self.net, self.loss_fn, inp, tgt, self.amp, self.channels_last)
+        apply_gradients(loss, self.optimizer, self.scaler, self.grad_clip, self.model.parameters())
+        return loss.detach()
 
 
 # --------------------------------------------------------------------------- sampling
@@ -247,12 +320,7 @@ class Trainer:
     def _build(self) -> None:
         cfg, t, fast = self.cfg, self.cfg.TRAINING, self.cfg.FAST
         self.model_kwargs = config_to_dict(cfg.MODEL.ARGS)
-        model = build_model(cfg.MODEL.NAME, **self.model_kwargs)
-        if self.dist.enabled and fast.SYNC_BN:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model.to(self.device)
-        if fast.CHANNELS_LAST:
-            model.to(memory_format=torch.channels_last)
+        model = build_training_model(cfg, self.device, sync_bn=self.dist.enabled and fast.SYNC_BN)
         self.model = model  # the plain module: saved, validated, EMA'd
         self.ema = None
         if fast.EMA > 0:
@@ -261,21 +329,17 @@ class Trainer:
             self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(fast.EMA), use_buffers=True)
         net = model
         if fast.COMPILE:
-            net = self._compile(net)
+            net = compile_model(net)
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = DistributedDataParallel(net, device_ids=ids)
         self.net = net  # what the training step calls
 
         o = cfg.OPTIM
-        params = [p for p in model.parameters() if p.requires_grad]
-        adam_kwargs = dict(lr=o.LR_INITIAL, betas=(o.BETA1, o.BETA2), eps=o.EPS, weight_decay=o.WEIGHT_DECAY)
-        if o.FUSED:
-            adam_kwargs["fused" if self.device.type == "cuda" else "foreach"] = True
-        self.optimizer = torch.optim.Adam(params, **adam_kwargs)
+        self.optimizer = build_optimizer(model, o, self.device)
         self.scheduler, self.per_step_schedule = build_scheduler(self.optimizer, o)
         self.loss_fn = build_loss(cfg.LOSS.NAME, **config_to_dict(cfg.LOSS.ARGS)).to(self.device)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(fast.AMP)
+        self.amp_dtype = amp_dtype(fast.AMP)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fast.AMP == "fp16")
 
         store = t.STORE or None
@@ -303,17 +367,6 @@ class Trainer:
         self.best_epoch = 0
         self.epochs_since_best = 0
         self.history: list[dict] = []
-
-    @staticmethod
-    def _compile(model: nn.Module) -> nn.Module:
-        try:
-            import torch._dynamo
-
-            torch._dynamo.config.suppress_errors = True  # fall back to eager where compilation fails
-            return torch.compile(model)
-        except (RuntimeError, ImportError, AttributeError) as err:
-            log.warning("torch.compile unavailable (%s); training eagerly", err)
-            return model
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -394,7 +447,7 @@ class Trainer:
         sample = None
         for inp, tgt, _ in DataLoader(self.val_set, batch_size=1, num_workers=0):
             inp, tgt = inp.to(self.device), tgt.to(self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            with autocast(self.device, self.amp_dtype):
                 out = primary_output(forward_padded(model, inp))
             out = out.float().clamp(0, 1)
             if self.cfg.TRAINING.VAL_METRIC == "psnr_y":
@@ -422,21 +475,11 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _step(self, inp: torch.Tensor, tgt: torch.Tensor) -> float | None:
         """One optimisation step; returns the loss, or None when it was not finite (step skipped)."""
-        if self.cfg.FAST.CHANNELS_LAST:
-            inp = inp.contiguous(memory_format=torch.channels_last)
-            tgt = tgt.contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            out = self.net(inp)
-        loss = self.loss_fn(out, tgt)
+        loss = compute_loss(self.net, self.loss_fn, inp, tgt, self.amp_dtype, self.cfg.FAST.CHANNELS_LAST)
         if any_true(not bool(torch.isfinite(loss.detach())), self.dist, self.device):
             return None
-        self.scaler.scale(loss).backward()
-        if self.cfg.OPTIM.GRAD_CLIP > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.OPTIM.GRAD_CLIP)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        apply_gradients(loss, self.optimizer, self.scaler, self.cfg.OPTIM.GRAD_CLIP, self.model.parameters())
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         return float(loss.detach())

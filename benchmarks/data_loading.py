@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from data import PairedTrainDataset
     from data.store import build_store
-    from utils.benchmark import format_table, machine_info, write_json
+    from utils.benchmark import emit_report, format_table, machine_info
 
     results = {}
     threads = torch.get_num_threads()
@@ -203,9 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"benchmark": "data_loading", "machine": machine_info("cpu"),
               "settings": {"root": str(args.root), "patch": args.patch, "seconds": args.seconds},
               "step_rates": rates, "results": results}
-    print(json.dumps(report))
-    write_json(args.json, report)
-    return report
+    return emit_report(report, args.json)
 
 
 if __name__ == "__main__":

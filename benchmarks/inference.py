@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import torch
 
-    from utils.benchmark import format_table, machine_info, run_isolated, write_json
+    from utils.benchmark import emit_report, format_table, machine_info, run_isolated
     from utils.inference import resolve_device
 
     device = resolve_device(args.device)
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
                 results.setdefault(variant, r)["modes"].update(r["modes"])
         if "plain" in results and "fast" in results:
             for tile in args.tiles:
-                a = torch.load(Path(tmp) / "plain" / f"{tile}.pt")
-                b = torch.load(Path(tmp) / "fast" / f"{tile}.pt")
+                a = torch.load(Path(tmp) / "plain" / f"{tile}.pt", weights_only=True)
+                b = torch.load(Path(tmp) / "fast" / f"{tile}.pt", weights_only=True)
                 mode = results["fast"]["modes"][str(tile)]
                 mode["max_abs_diff_vs_plain"] = float((a - b).abs().max())
                 mode["speedup"] = results["plain"]["modes"][str(tile)]["latency_s_mean"] / mode["latency_s_mean"]
@@ -183,9 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "fast/plain", "max |fast - plain|"], rows))
     if "fast" in results:
         print("fast switches: " + " ".join(results["fast"]["switches"]))
-    print(json.dumps(report))
-    write_json(args.json, report)
-    return report
+    return emit_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.worker:
         print(json.dumps(measure(args, args.worker)))
         return {}
-    from utils.benchmark import format_table, machine_info, run_isolated, write_json
+    from utils.benchmark import emit_report, format_table, machine_info, run_isolated
     from utils.inference import resolve_device
 
     device = resolve_device(args.device)
@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"fast/plain throughput: {report['speedup']:.2f}x")
     if "fast" in results:
         print("fast switches: " + " ".join(results["fast"]["switches"]))
-    print(json.dumps(report))
-    write_json(args.json, report)
-    return report
+    return emit_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -166,6 +166,13 @@ def write_json(path: str | os.PathLike | None, data: dict) -> None:
     log.info("wrote %s", path)
 
 
+def emit_report(report: dict, path: str | os.PathLike | None) -> dict:
+    """Print a benchmark's report as one JSON line (after its table) and write it to ``path`` when given."""
+    print(json.dumps(report))
+    write_json(path, report)
+    return report
+
+
 def run_isolated(script: str | os.PathLike, argv: Sequence[str]) -> dict:
     """Run ``python script *argv`` in a fresh process and return the JSON object on its last stdout line.
 

@@ -26,13 +26,13 @@ from tqdm import tqdm
 
 from utils.image_io import ImageReadError, is_image_file, list_images, read_image, write_image
 from utils.inference import (
-    add_fast_arguments,
+    add_model_arguments,
     derain_image,
     load_model,
     parse_model_opts,
     resolve_device,
 )
-from utils.tiling import DEFAULT_MAX_BATCH, check_tile
+from utils.tiling import check_tile
 
 log = logging.getLogger("derain")
 COMPARE_SUFFIX = "_before_after"
@@ -41,22 +41,12 @@ COMPARE_SUFFIX = "_before_after"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders of images")
-    p.add_argument("--model", help="registered model name (default: the checkpoint's, for this project's format)")
-    p.add_argument("--weights", help="checkpoint: the authors' format, a bare state dict, or ours")
-    p.add_argument("--model-opts", "--model_opts", nargs="*", default=None, metavar="KEY=VALUE",
-                   help="constructor options (override the checkpoint's model_kwargs)")
-    p.add_argument("--ema", action="store_true", help="use the EMA weights of one of our checkpoints")
+    add_model_arguments(p)
     p.add_argument("--out", default="derained", help="output folder (default: derained/)")
     p.add_argument("--ext", default="png", choices=["png", "jpg", "bmp", "tif", "webp"], help="output format")
     p.add_argument("--side-by-side", "--side_by_side", action="store_true",
                    help="also write <name>_before_after.<ext>: input | output")
     p.add_argument("--recursive", action="store_true", help="also take images in sub-folders of folder arguments")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
-    add_fast_arguments(p)
-    p.add_argument("--tile", type=int, default=None,
-                   help="window size, 0 = whole image (default: the model's; DMSR 128)")
-    p.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
-                   help="at most this many windows per forward pass (bounds memory)")
     return p
 
 

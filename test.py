@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from utils.image_io import list_images, read_image, write_image
 from utils.inference import (
-    add_fast_arguments,
+    add_model_arguments,
     derain_image,
     load_model,
     parse_model_opts,
@@ -39,7 +39,7 @@ from utils.scoring import (
     write_report_csv,
     write_report_json,
 )
-from utils.tiling import DEFAULT_MAX_BATCH, check_tile
+from utils.tiling import check_tile
 
 log = logging.getLogger("test")
 
@@ -52,22 +52,12 @@ class SetFiles(NamedTuple):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="registered model name (default: the checkpoint's, for this project's format)")
-    p.add_argument("--weights", help="checkpoint: the authors' format, a bare state dict, or ours")
-    p.add_argument("--model-opts", "--model_opts", nargs="*", default=None, metavar="KEY=VALUE",
-                   help="constructor options, e.g. base_channels=32 (override the checkpoint's model_kwargs)")
-    p.add_argument("--ema", action="store_true", help="use the EMA weights of one of our checkpoints")
+    add_model_arguments(p)
     p.add_argument("--input_dir", "--input-dir", default="Datasets/Synthetic_Rain_Datasets/test",
                    help="root holding <dataset>/input (and <dataset>/target), or a plain folder of images")
     p.add_argument("--datasets", nargs="+", default=None,
                    help=f"sets under --input_dir (default: {' '.join(STANDARD_DATASETS)}; missing ones are skipped)")
     p.add_argument("--result_dir", "--result-dir", default="results", help="outputs go to RESULT_DIR/<model>/<dataset>/")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
-    add_fast_arguments(p)
-    p.add_argument("--tile", type=int, default=None,
-                   help="window size of the window protocol, 0 = whole image (default: the model's; DMSR 128)")
-    p.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
-                   help="at most this many windows per forward pass (bounds memory)")
     p.add_argument("--quantize", choices=("round", "truncate"), default="round",
                    help="8-bit conversion of the outputs: round (DMSR protocol, default) or truncate "
                         "(PReNet's release, np.uint8(255 * x))")

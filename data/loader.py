@@ -18,7 +18,7 @@ import random
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -48,6 +48,26 @@ def loader_generator(seed: int) -> torch.Generator:
     return g
 
 
+class ResumableSampler(Sampler):
+    """Wraps a sampler; ``skip`` drops the first indices of the next pass only (resuming mid-epoch)."""
+
+    def __init__(self, sampler: Sampler):
+        self.sampler = sampler
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for i, index in enumerate(self.sampler):
+            if i >= skip:
+                yield index
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 def build_train_loader(
     dataset: Dataset,
     batch_size: int,
@@ -64,8 +84,11 @@ def build_train_loader(
 
     With ``world_size > 1`` each rank reads its own shard (pass the rank and
     world size of the process group); with one process the shard is everything.
+    The sampler is a :class:`ResumableSampler`: set ``loader.sampler.skip`` to
+    resume an epoch part-way.
     """
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+    sampler = ResumableSampler(
+        DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed))
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -106,8 +106,23 @@ def derain_image(
 FAST_MODEL_OPTS = {"DMSR": {"efficient_attention": True, "efficient_fft": True}}
 
 
+def add_model_arguments(parser) -> None:
+    """The model, weights, device and speed options shared by test.py and derain.py."""
+    parser.add_argument("--model", help="registered model name (default: the checkpoint's, for this project's format)")
+    parser.add_argument("--weights", help="checkpoint: the authors' format, a bare state dict, or ours")
+    parser.add_argument("--model-opts", "--model_opts", nargs="*", default=None, metavar="KEY=VALUE",
+                        help="constructor options, e.g. base_channels=32 (override the checkpoint's model_kwargs)")
+    parser.add_argument("--ema", action="store_true", help="use the EMA weights of one of our checkpoints")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
+    add_fast_arguments(parser)
+    parser.add_argument("--tile", type=int, default=None,
+                        help="window size of the window protocol, 0 = whole image (default: the model's; DMSR 128)")
+    parser.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
+                        help="at most this many windows per forward pass (bounds memory)")
+
+
 def add_fast_arguments(parser) -> None:
-    """``--fast`` and ``--amp``, shared by test.py and derain.py."""
+    """``--fast`` and ``--amp``."""
     parser.add_argument("--fast", action="store_true",
                         help="exact fast path: DMSR's interleave-free attention and one-copy Fourier unit, "
                              "channels-last (same outputs to ~1e-6; see docs/PERFORMANCE.md)")

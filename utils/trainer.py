@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data import build_dataset
-from data.loader import loader_generator, seed_worker, set_epoch
+from data.loader import build_train_loader, set_epoch
 from losses import build_loss
 from models import build_model, primary_output
 from utils.checkpoint import (
@@ -173,27 +173,6 @@ class TrainingStep:
         loss = compute_loss(self.net, self.loss_fn, inp, tgt, self.amp, self.channels_last)
         apply_gradients(loss, self.optimizer, self.scaler, self.grad_clip, self.model.parameters())
         return loss.detach()
-
-
-# --------------------------------------------------------------------------- sampling
-class ResumableSampler(Sampler):
-    """Wraps a sampler; can skip the first indices of the next pass (resuming mid-epoch)."""
-
-    def __init__(self, sampler: Sampler):
-        self.sampler = sampler
-        self.skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
-
-    def __iter__(self):
-        skip, self.skip = self.skip, 0
-        for i, index in enumerate(self.sampler):
-            if i >= skip:
-                yield index
-
-    def __len__(self) -> int:
-        return len(self.sampler)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -345,14 +324,11 @@ class Trainer:
         store = t.STORE or None
         self.train_set = build_dataset("paired_train", root=t.TRAIN_DIR, patch_size=t.TRAIN_PS, seed=t.SEED,
                                        store=store)
-        sampler = ResumableSampler(DistributedSampler(self.train_set, num_replicas=self.dist.world_size,
-                                                      rank=self.dist.rank, shuffle=True, seed=t.SEED))
-        self.sampler = sampler
-        self.train_loader = DataLoader(
-            self.train_set, batch_size=o.BATCH_SIZE, sampler=sampler, num_workers=t.NUM_WORKERS,
-            pin_memory=fast.PIN_MEMORY and self.device.type == "cuda", drop_last=False,
-            worker_init_fn=seed_worker, generator=loader_generator(t.SEED),
-            persistent_workers=t.NUM_WORKERS > 0)
+        self.train_loader = build_train_loader(
+            self.train_set, o.BATCH_SIZE, seed=t.SEED, num_workers=t.NUM_WORKERS, world_size=self.dist.world_size,
+            rank=self.dist.rank, pin_memory=fast.PIN_MEMORY and self.device.type == "cuda",
+            persistent_workers=True)
+        self.sampler = self.train_loader.sampler
         self.val_set = None
         if self.is_main and t.VAL_DIR and t.VAL_AFTER_EVERY > 0:
             self.val_set = build_dataset("paired_val", root=t.VAL_DIR, patch_size=t.VAL_PS or None)
@@ -437,6 +413,12 @@ class Trainer:
         os.replace(tmp, self.save_dir / "config.yaml")
 
     # ------------------------------------------------------------------ validation
+    def _score(self, out: torch.Tensor, tgt: torch.Tensor) -> float:
+        """TRAINING.VAL_METRIC of one (1, 3, H, W) output in [0, 1] against its target."""
+        if self.cfg.TRAINING.VAL_METRIC == "psnr_y":
+            return psnr_y(tensor_to_uint8(out[0]), tensor_to_uint8(tgt[0]))
+        return float(tensor_psnr(out, tgt, data_range=1.0)[0])
+
     @torch.no_grad()
     def validate(self, model: nn.Module | None = None) -> float:
         """Mean PSNR over the validation set of the full-resolution output clamped to [0, 1]."""
@@ -450,10 +432,7 @@ class Trainer:
             with autocast(self.device, self.amp_dtype):
                 out = primary_output(forward_padded(model, inp))
             out = out.float().clamp(0, 1)
-            if self.cfg.TRAINING.VAL_METRIC == "psnr_y":
-                scores.append(psnr_y(tensor_to_uint8(out[0]), tensor_to_uint8(tgt[0])))
-            else:
-                scores.append(float(tensor_psnr(out, tgt, data_range=1.0)[0]))
+            scores.append(self._score(out, tgt))
             if sample is None:
                 sample = torch.cat([inp[0], out[0], tgt[0]], dim=2).cpu()
         model.train(was_training)
@@ -464,13 +443,7 @@ class Trainer:
     @torch.no_grad()
     def input_psnr(self) -> float:
         """The validation score of the rainy input itself (what the model must beat)."""
-        scores = []
-        for inp, tgt, _ in DataLoader(self.val_set, batch_size=1, num_workers=0):
-            if self.cfg.TRAINING.VAL_METRIC == "psnr_y":
-                scores.append(psnr_y(tensor_to_uint8(inp[0]), tensor_to_uint8(tgt[0])))
-            else:
-                scores.append(float(tensor_psnr(inp, tgt, data_range=1.0)[0]))
-        return float(np.mean(scores))
+        return float(np.mean([self._score(inp, tgt) for inp, tgt, _ in DataLoader(self.val_set, batch_size=1)]))
 
     # ------------------------------------------------------------------ training
     def _step(self, inp: torch.Tensor, tgt: torch.Tensor) -> float | None:

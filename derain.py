@@ -24,15 +24,16 @@ import numpy as np
 from natsort import natsorted
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError, is_image_file, list_images, read_image, write_image
-from utils.inference import (
+from inference.runner import (
     add_model_arguments,
     derain_image,
     load_model,
     parse_model_opts,
     resolve_device,
 )
-from utils.tiling import check_tile
+from inference.windows import check_tile
+from models import spec_of
+from utils.image_io import ImageReadError, is_image_file, list_images, read_image, write_image
 
 log = logging.getLogger("derain")
 COMPARE_SUFFIX = "_before_after"
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = collect_jobs(args.paths, Path(args.out), args.ext, args.recursive)
     model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema,
                              fast=args.fast)
-    tile = args.tile if args.tile is not None else model.default_tile
+    tile = args.tile if args.tile is not None else spec_of(model).default_tile
     check_tile(model, tile)
 
     failed = []
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", err)
             failed.append(str(src))
             continue
-        result = derain_image(model, img, device, tile, args.max_batch, amp=args.amp)
+        result = derain_image(model, img, device, tile, args.max_batch, args.quantize, amp=args.amp)
         write_image(dst, result)
         if args.side_by_side:
             write_image(dst.with_name(f"{dst.stem}{COMPARE_SUFFIX}{dst.suffix}"), side_by_side(img, result))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.pairing import PairingError, pair_files
-from utils.scoring import (
-    STANDARD_DATASETS,
+from data.folders import PairingError, pair_files
+from data.testsets import STANDARD_DATASETS
+from metrics.report import (
     format_table,
     make_report,
     score_pairs,

@@ -16,8 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
+from training.config import ConfigError, load_config
 from utils.checkpoint import CheckpointError
-from utils.config import ConfigError, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "training.yml"
 
@@ -47,9 +47,9 @@ def main(argv=None) -> dict:
         raise SystemExit(f"config error: {err}") from None
 
     from data import DatasetError
+    from data.folders import PairingError
+    from training.trainer import Trainer, TrainingError
     from utils.distributed import cleanup, init_distributed
-    from utils.pairing import PairingError
-    from utils.trainer import Trainer, TrainingError
 
     try:
         dist, device = init_distributed(args.device)

@@ -155,9 +155,9 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.WARNING)
     import torch
 
+    from benchmarks.common import emit_report, format_table, machine_info
     from data import PairedTrainDataset
     from data.store import build_store
-    from utils.benchmark import emit_report, format_table, machine_info
 
     results = {}
     threads = torch.get_num_threads()

@@ -3,12 +3,12 @@
     python benchmarks/inference.py --device cpu
     python benchmarks/inference.py --device cuda --image ../shared/data/Rain100H/input/001.png --json out.json
 
-Times ``utils.tiling.restore_tensor`` (what ``test.py`` and ``derain.py`` run)
+Times ``inference.windows.restore_tensor`` (what ``test.py`` and ``derain.py`` run)
 on one image of ``--height`` x ``--width`` (480x320 by default: Rain100H's
 size), with ``--tiles 128`` (the release's windows, all in one batch) and
 ``--tiles 0`` (the whole image, padded to a multiple of 16).  ``plain`` is
 the model as released, in float32; ``fast`` adds the switches of
-:func:`utils.fast.fast_opts` for the device (or ``--fast-opts``): the
+:func:`training.config.fast_opts` for the device (or ``--fast-opts``): the
 model's efficient pixel attention and Fourier unit, channels-last, bf16
 autocast where the device has fast bf16, cudnn.benchmark and torch.compile
 on CUDA.  Each variant and mode runs in its own process; the first call
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--variants", nargs="+", default=["plain", "fast"], choices=["plain", "fast"])
     p.add_argument("--fast-opts", nargs="+", default=None, metavar="KEY VALUE",
-                   help="config overrides of the fast variant (default: utils.fast.fast_opts for the device)")
+                   help="config overrides of the fast variant (default: training.config.fast_opts for the device)")
     p.add_argument("--compile", action="store_true", help="add FAST.COMPILE True to the fast variant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--in-process", action="store_true", help="measure every variant in this process")
@@ -76,11 +76,11 @@ def measure(args: argparse.Namespace, variant: str, outputs: Path | None = None)
     """Build ``variant`` and time each mode; save the outputs to ``outputs/<tile>.pt`` when given."""
     import torch
 
-    from utils.benchmark import PeakMemory, time_calls
-    from utils.config import load_config
-    from utils.fast import amp_dtype, autocast, compile_model, fast_opts, to_channels_last
-    from utils.inference import load_model, parse_model_opts, resolve_device
-    from utils.tiling import restore_tensor
+    from benchmarks.common import PeakMemory, time_calls
+    from inference.runner import load_model, parse_model_opts, resolve_device
+    from inference.windows import restore_tensor
+    from training.config import fast_opts, load_config
+    from utils.precision import amp_dtype, autocast, compile_model, to_channels_last
 
     device = resolve_device(args.device)
     switches = []
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import torch
 
-    from utils.benchmark import emit_report, format_table, machine_info, run_isolated
-    from utils.inference import resolve_device
+    from benchmarks.common import emit_report, format_table, machine_info, run_isolated
+    from inference.runner import resolve_device
 
     device = resolve_device(args.device)
     child_argv = list(argv if argv is not None else sys.argv[1:])

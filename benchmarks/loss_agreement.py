@@ -7,7 +7,7 @@ Every variant starts from the same seeded weights and trains on the same
 batches (the demo dataset of ``scripts/make_demo_data.py``, built when
 missing; 64x64 patches) with Adam at a constant learning rate
 (``OPTIM.LR_INITIAL``, no warm-up), through the trainer's own step
-(:class:`utils.trainer.TrainingStep`).  Reported per variant:
+(:class:`training.trainer.TrainingStep`).  Reported per variant:
 
 * the largest absolute difference of its initial full-resolution output
   from the plain one, on a fixed batch (eval mode): what the switch changes
@@ -18,7 +18,7 @@ missing; 64x64 patches) with Adam at a constant learning rate
   averages over the whole curve.
 
 Variants: ``plain`` (the release's arithmetic), ``fast``
-(:func:`utils.fast.fast_opts` for the device) or one switch on its own
+(:func:`training.config.fast_opts` for the device) or one switch on its own
 (``efficient_attention``, ``efficient_fft``, ``channels_last``, ``bf16``,
 ``fp16``, ``foreach_adam``, ``compile``).  Full-size DMSR is slow on a
 CPU, so the default model is a reduced DMSR (``--model-opts``).
@@ -84,10 +84,11 @@ def run_variant(args: argparse.Namespace, name: str, device) -> dict:
     import torch
 
     from data import build_dataset, build_train_loader, set_epoch
-    from utils.config import load_config
-    from utils.fast import autocast, fast_opts, to_channels_last
-    from utils.inference import parse_model_opts
-    from utils.trainer import TrainingStep, seed_everything
+    from inference.runner import parse_model_opts
+    from training.config import fast_opts, load_config
+    from training.run_state import seed_everything
+    from training.step import TrainingStep
+    from utils.precision import autocast, to_channels_last
 
     switches = [] if name == "plain" else fast_opts(device, args.model) if name == "fast" else SWITCHES[name]
     opts = ["MODEL.NAME", args.model, "OPTIM.BATCH_SIZE", str(args.batch), "OPTIM.LR_INITIAL", str(args.lr),
@@ -125,8 +126,8 @@ def run_variant(args: argparse.Namespace, name: str, device) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from utils.benchmark import format_table, machine_info, write_json
-    from utils.inference import resolve_device
+    from benchmarks.common import format_table, machine_info, write_json
+    from inference.runner import resolve_device
 
     device = resolve_device(args.device)
     if not args.root.is_dir() and args.root == REPO / "Datasets" / "demo" / "train":

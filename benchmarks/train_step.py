@@ -3,11 +3,11 @@
     python benchmarks/train_step.py --model DMSR --batch 4 --patch 64 --device cpu
     python benchmarks/train_step.py --device cuda --batch 12 --json results/bench/train_cuda.json
 
-Times the trainer's own step (``utils.trainer.compute_loss`` and
+Times the trainer's own step (``training.trainer.compute_loss`` and
 ``apply_gradients``: forward, DMSR loss, backward, Adam) on random batches
 held in host memory and moved to the device each step, as the trainer does.
 ``plain`` is the default configuration, which computes what the release
-computes; ``fast`` adds the switches :func:`utils.fast.fast_opts` picks for
+computes; ``fast`` adds the switches :func:`training.config.fast_opts` picks for
 the device (or ``--fast-opts``).  Each variant runs in its own process
 (``--in-process`` to skip that); warm-up steps, which include any
 compilation, are not timed.  Prints a table, and the figures as JSON with
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=["plain", "fast"], choices=["plain", "fast"],
                    help="what to measure (default: both)")
     p.add_argument("--fast-opts", nargs="+", default=None, metavar="KEY VALUE",
-                   help="config overrides of the fast variant (default: utils.fast.fast_opts for the device)")
+                   help="config overrides of the fast variant (default: training.config.fast_opts for the device)")
     p.add_argument("--compile", action="store_true", help="add FAST.COMPILE True to the fast variant")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--in-process", action="store_true", help="measure every variant in this process")
@@ -50,8 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def variant_opts(args: argparse.Namespace, variant: str, device) -> tuple[list[str], list[str]]:
     """Config overrides (KEY VALUE ...) common to both variants, and those of ``variant`` itself."""
-    from utils.fast import fast_opts
-    from utils.inference import parse_model_opts
+    from inference.runner import parse_model_opts
+    from training.config import fast_opts
 
     common = ["MODEL.NAME", args.model, "OPTIM.BATCH_SIZE", str(args.batch), "TRAINING.TRAIN_PS", str(args.patch)]
     for key, value in parse_model_opts(args.model_opts).items():
@@ -68,10 +68,11 @@ def measure(args: argparse.Namespace, variant: str) -> dict:
     """Build ``variant`` as the trainer would and time its steps."""
     import torch
 
-    from utils.benchmark import PeakMemory, time_calls
-    from utils.config import load_config
-    from utils.inference import resolve_device
-    from utils.trainer import TrainingStep, seed_everything
+    from benchmarks.common import PeakMemory, time_calls
+    from inference.runner import resolve_device
+    from training.config import load_config
+    from training.run_state import seed_everything
+    from training.step import TrainingStep
 
     device = resolve_device(args.device)
     common, switches = variant_opts(args, variant, device)
@@ -116,8 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.worker:
         print(json.dumps(measure(args, args.worker)))
         return {}
-    from utils.benchmark import emit_report, format_table, machine_info, run_isolated
-    from utils.inference import resolve_device
+    from benchmarks.common import emit_report, format_table, machine_info, run_isolated
+    from inference.runner import resolve_device
 
     device = resolve_device(args.device)
     child_argv = list(argv if argv is not None else sys.argv[1:])

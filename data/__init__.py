@@ -6,20 +6,22 @@
   a random flip/rotation, items ``(input, target, name)``;
 * ``paired_val`` (:class:`PairedValDataset`): centre crops or whole images,
   items ``(input, target, name)``;
-* ``paired_test`` (:class:`PairedTestDataset`): whole images, items
-  ``{"input", "name", "path"}`` plus ``"target"`` when the folder has targets.
+
+Test sets (whole images, optional targets) are found by
+:func:`data.testsets.find_test_sets`; dataset folders are paired and
+checked by :mod:`data.folders`.
 """
 from __future__ import annotations
 
 from torch.utils.data import Dataset
 
+from .folders import DatasetError, ImagePair
 from .loader import build_train_loader, sample_rng, seed_worker, set_epoch
-from .paired import DatasetError, ImagePair, PairedTestDataset, PairedTrainDataset, PairedValDataset
+from .paired import PairedTrainDataset, PairedValDataset
 
 DATASETS = {
     "paired_train": PairedTrainDataset,
     "paired_val": PairedValDataset,
-    "paired_test": PairedTestDataset,
 }
 
 
@@ -36,7 +38,6 @@ __all__ = [
     "DATASETS",
     "DatasetError",
     "ImagePair",
-    "PairedTestDataset",
     "PairedTrainDataset",
     "PairedValDataset",
     "build_dataset",

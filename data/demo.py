@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from utils.files import atomic_write
 from utils.image_io import write_image
 
 from .rain_synthesis import PRESETS, synthesize_rain
@@ -156,8 +157,6 @@ def build_demo_dataset(
         save("test", stem, np.ascontiguousarray(clean), _rng(seed, _TEST, k))
         manifest["test"][stem] = {"photo": name, "box": box}
 
-    tmp = manifest_path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)  # written last: its presence marks a finished build
+    atomic_write(manifest_path, json.dumps(manifest, indent=1))  # written last: marks a finished build
     logger.info("wrote %d training and %d test pairs under %s", len(manifest["train"]), len(tests), out)
     return True

@@ -1,7 +1,7 @@
-"""Paired rainy/clean datasets for training, validation and testing.
+"""Paired rainy/clean datasets for training and validation.
 
 A dataset folder holds ``input/`` (rainy) and ``target/`` (clean) images,
-paired by file name through :func:`utils.pairing.pair_files` (``001.png`` with
+paired by file name through :func:`data.folders.pair_files` (``001.png`` with
 ``001.png``, or ``rain-001.png`` with ``norain-001.png``).
 
 At construction every pair is checked, so that a broken dataset fails at
@@ -20,159 +20,20 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from utils.image_io import ImageReadError, list_images, read_image, uint8_to_tensor
-from utils.pairing import pair_files
+from utils.image_io import uint8_to_tensor
 
+from .folders import read_pair, scan_pairs
 from .loader import sample_rng
+from .store import ImageStore
 from .transforms import NUM_VARIANTS, augment, center_crop_origin, crop_patch, random_crop_origin
 
 logger = logging.getLogger(__name__)
-
-MAX_LISTED = 20  # offending files listed in one error message
-_EXIF_ORIENTATION = 0x0112
-_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that transpose the image
-_HEADER_EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".webp")
-
-
-class DatasetError(ValueError):
-    """A dataset folder or store is unusable; the message names every offending file (up to a limit)."""
-
-
-@dataclass(frozen=True)
-class ImagePair:
-    """One sample of a dataset: an input file, its target (or None) and their size."""
-
-    name: str  # stem of the input file; results are saved under this name
-    input: Path
-    target: Path | None
-    height: int
-    width: int
-
-
-def format_problems(what: str, problems: list[str]) -> str:
-    """``what`` followed by up to :data:`MAX_LISTED` problems, one a line, and how many were left out."""
-    lines = [f"{what}: {len(problems)} problem(s):"] + [f"  {p}" for p in problems[:MAX_LISTED]]
-    if len(problems) > MAX_LISTED:
-        lines.append(f"  ... and {len(problems) - MAX_LISTED} more")
-    return "\n".join(lines)
-
-
-def inspect_image(path: Path, verify: bool = True) -> tuple[tuple[int, int] | None, str | None]:
-    """``((height, width), None)`` for a readable image, ``(None, reason)`` otherwise.
-
-    Reads the header with Pillow and, with ``verify``, checks the file's
-    structure (chunk checksums for PNG) without decoding pixels.  The size is
-    the size :func:`utils.image_io.read_image` returns: EXIF orientation is
-    applied for JPEG, TIFF and WebP (for PNG it would cost a full decode).  A
-    file Pillow rejects is decoded with :func:`~utils.image_io.read_image`, the
-    reader training uses, before it is reported (Pillow lacks some formats
-    and modes OpenCV reads).
-    """
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if path.suffix.lower() in _HEADER_EXIF_SUFFIXES:
-                if im.getexif().get(_EXIF_ORIENTATION, 1) in _SWAPPING_ORIENTATIONS:
-                    width, height = height, width
-            if verify:
-                im.verify()
-        return (height, width), None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as err:
-        reason = f"{type(err).__name__}: {err}"
-    try:
-        img = read_image(path)
-    except ImageReadError:
-        return None, reason
-    return img.shape[:2], None
-
-
-def _inspect_all(paths: list[Path], verify: bool) -> list[tuple[tuple[int, int] | None, str | None]]:
-    if not paths:
-        return []
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(lambda p: inspect_image(p, verify), paths)  # threads hide disk latency
-        show = len(paths) >= 2000 and sys.stderr.isatty()
-        return list(tqdm(results, total=len(paths), desc="checking images", disable=not show))
-
-
-def scan_pairs(root: str | os.PathLike, verify: bool = True) -> list[ImagePair]:
-    """Pair ``root/input`` with ``root/target`` and check every pair (see the module docstring).
-
-    Raises :class:`DatasetError` listing every unreadable file and every pair
-    whose sizes differ; pairing errors (missing or extra files) come from
-    :func:`utils.pairing.pair_files`.
-    """
-    root = Path(root)
-    input_dir, target_dir = root / "input", root / "target"
-    for folder in (input_dir, target_dir):
-        if not folder.is_dir():
-            raise DatasetError(f"{root}: expected the folders input/ and target/, missing {folder}")
-    pairs = [(Path(a), Path(b)) for a, b in pair_files(input_dir, target_dir)]
-    if not pairs:
-        raise DatasetError(f"{root}: no image pairs in {input_dir} and {target_dir}")
-    results = _inspect_all([p for pair in pairs for p in pair], verify)
-    problems, records = [], []
-    for k, (inp, tgt) in enumerate(pairs):
-        (size_in, err_in), (size_tgt, err_tgt) = results[2 * k], results[2 * k + 1]
-        for path, err in ((inp, err_in), (tgt, err_tgt)):
-            if err is not None:
-                problems.append(f"unreadable image {path} ({err})")
-        if size_in is None or size_tgt is None:
-            continue
-        if size_in != size_tgt:
-            problems.append(f"size mismatch: {inp} is {_hw(size_in)} but {tgt} is {_hw(size_tgt)}")
-            continue
-        records.append(ImagePair(inp.stem, inp, tgt, *size_in))
-    if problems:
-        raise DatasetError(format_problems(str(root), problems))
-    logger.info("%s: %d pairs checked", root, len(records))
-    return records
-
-
-def scan_images(folder: str | os.PathLike, verify: bool = True) -> list[ImagePair]:
-    """Every image in ``folder`` as a target-less :class:`ImagePair`, checked like :func:`scan_pairs`."""
-    paths = list_images(folder)
-    if not paths:
-        raise DatasetError(f"no images in {folder}")
-    problems, records = [], []
-    for path, (size, err) in zip(paths, _inspect_all(paths, verify)):
-        if err is not None:
-            problems.append(f"unreadable image {path} ({err})")
-        else:
-            records.append(ImagePair(path.stem, path, None, *size))
-    if problems:
-        raise DatasetError(format_problems(str(folder), problems))
-    return records
-
-
-def _hw(size: tuple[int, int]) -> str:
-    return f"{size[0]}x{size[1]} (HxW)"
-
-
-def read_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode a pair as uint8 RGB (target None when the pair has none); differing sizes are an error."""
-    inp = read_image(pair.input)
-    if pair.target is None:
-        return inp, None
-    tgt = read_image(pair.target)
-    if inp.shape != tgt.shape:
-        raise DatasetError(
-            f"size mismatch: {pair.input} is {_hw(inp.shape[:2])} but {pair.target} is {_hw(tgt.shape[:2])}"
-        )
-    return inp, tgt
 
 
 def _check_patch_size(value: int | None, allow_none: bool) -> int | None:
@@ -194,8 +55,6 @@ class _PairedImages(Dataset):
         self.root = Path(root) if root is not None else None
         self.store = None
         if store is not None:
-            from .store import ImageStore  # here: data.store imports this module
-
             self.store = ImageStore(store)
             if self.root is not None:
                 self.store.check_matches(self.root)
@@ -305,42 +164,3 @@ class PairedValDataset(_PairedImages):
             y, x = center_crop_origin(inp.shape[0], inp.shape[1], self.patch_size)
             inp, tgt = (crop_patch(a, y, x, self.patch_size) for a in (inp, tgt))
         return uint8_to_tensor(inp), uint8_to_tensor(tgt), self.pairs[index].name
-
-
-class PairedTestDataset(Dataset):
-    """Whole test images, with their targets when the folder has them.
-
-    ``root`` is a folder with ``input/`` (and optionally ``target/``), or a
-    folder of images itself (no targets).  ``with_target``: ``"auto"`` uses
-    ``target/`` when it exists; ``True`` requires it; ``False`` ignores it.
-
-    Item ``i`` is a dict: ``"input"`` float32 ``(3, H, W)`` in [0, 1],
-    ``"name"`` (the input file's stem, under which results are saved),
-    ``"path"`` (the input file, as a string) and, when there are targets,
-    ``"target"``.  Images differ in size: use ``batch_size=1``.
-    """
-
-    def __init__(self, root: str | os.PathLike, with_target: bool | str = "auto", verify: bool = True):
-        if with_target not in (True, False, "auto"):
-            raise ValueError(f"with_target must be True, False or 'auto', got {with_target!r}")
-        self.root = Path(root)
-        input_dir, target_dir = self.root / "input", self.root / "target"
-        if not input_dir.is_dir():
-            if with_target is True:
-                raise DatasetError(f"{self.root}: with_target=True needs input/ and target/ folders")
-            input_dir = self.root
-        if with_target is True and not target_dir.is_dir():
-            raise DatasetError(f"{self.root}: with_target=True but {target_dir} does not exist")
-        self.has_target = with_target is not False and input_dir != self.root and target_dir.is_dir()
-        self.pairs = scan_pairs(self.root, verify) if self.has_target else scan_images(input_dir, verify)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, index: int) -> dict:
-        pair = self.pairs[index]
-        inp, tgt = read_pair(pair)
-        item = {"input": uint8_to_tensor(inp), "name": pair.name, "path": str(pair.input)}
-        if tgt is not None:
-            item["target"] = uint8_to_tensor(tgt)
-        return item

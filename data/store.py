@@ -32,9 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.image_io import ImageReadError
-from utils.pairing import pair_files
 
-from .paired import DatasetError, ImagePair, format_problems, read_pair, scan_pairs
+from .folders import DatasetError, ImagePair, format_problems, pair_files, read_pair, scan_pairs
 
 logger = logging.getLogger(__name__)
 

@@ -1,25 +1,19 @@
-"""Model registry.
+"""Model registry: ``build_model(name, **options)`` and each network's :class:`ModelSpec`.
 
-``build_model(name, **kwargs)`` returns an ``nn.Module``.  Every registered
-class declares two class attributes the entry points rely on:
-
-* ``pad_multiple`` - height and width the network needs to be divisible by;
-* ``min_size`` (optional) - smallest height/width it accepts;
-* ``default_tile`` - the test-time window size of its paper's protocol
-  (0 = whole image).
-
-A network may return a tensor or a list/tuple whose first item is the
-full-resolution result; :func:`primary_output` picks that item.
+One file per network; each class declares ``spec`` (see :mod:`models.spec`
+for the conventions and the output contract every network follows).
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .dmsr import DMSR
 from .identity import Identity
 from .mspfn import MSPFN
 from .prenet import PRN, PReNet, PReNet_r, PRN_r
+from .spec import ModelSpec, primary_output, spec_of
+
+__all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names", "primary_output", "spec_of"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "DMSR": DMSR,
@@ -30,12 +24,6 @@ MODELS: dict[str, type[nn.Module]] = {
     "PRN": PRN,
     "PRN_r": PRN_r,
 }
-
-
-def register_model(name: str, cls: type[nn.Module]) -> None:
-    if name in MODELS and MODELS[name] is not cls:
-        raise KeyError(f"model name {name!r} is already registered")
-    MODELS[name] = cls
 
 
 def model_names() -> list[str]:
@@ -56,10 +44,3 @@ def build_model(name: str, **kwargs) -> nn.Module:
         return cls(**kwargs)
     except TypeError as err:
         raise TypeError(f"bad options for model {name}: {err}") from None
-
-
-def primary_output(out) -> torch.Tensor:
-    """The full-resolution restored image of a model's output."""
-    while isinstance(out, (list, tuple)):
-        out = out[0]
-    return out

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .spec import ModelSpec
+
 __all__ = ["DMSR"]
 
 
@@ -296,13 +298,14 @@ class DMSR(nn.Module):
             two, channels-last (same weights, same maths; see FourierUnit).
 
     ``forward(x)`` takes (B, 3, H, W) with H and W divisible by 16 and at
-    least 64 (``utils.padding.forward_padded`` pads any size) and returns
+    least 64 (``inference.padding.forward_padded`` pads any size) and returns
     ``[full, half, quarter]`` restored images, like the release.
     """
 
-    pad_multiple = 16
-    min_size = 64  # the 1/16-scale attention maps need 4 pixels for their reflect padding of 3
-    default_tile = 128
+    # 1/16-scale attention maps need 4 pixels for their reflect padding of 3, hence min_size 64;
+    # the release tests in 128-pixel windows.
+    spec = ModelSpec(pad_multiple=16, min_size=64, default_tile=128,
+                     fast_opts={"efficient_attention": True, "efficient_fft": True})
 
     def __init__(self, base_channels: int = 48, num_res: int = 16, use_mpsrm: bool = True,
                  use_fdsm: bool = True, spga_multiply: bool = False, efficient_attention: bool = False,
@@ -336,11 +339,11 @@ class DMSR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, w = x.shape[-2:]
-        if h % self.pad_multiple or w % self.pad_multiple or min(h, w) < self.min_size:
+        if h % self.spec.pad_multiple or w % self.spec.pad_multiple or min(h, w) < self.spec.min_size:
             raise ValueError(
-                f"DMSR needs height and width divisible by {self.pad_multiple} and at least "
-                f"{self.min_size}, got {h}x{w}; "
-                "use utils.padding.forward_padded (or test.py / derain.py, which pad for you)"
+                f"DMSR needs height and width divisible by {self.spec.pad_multiple} and at least "
+                f"{self.spec.min_size}, got {h}x{w}; "
+                "use inference.padding.forward_padded (or test.py / derain.py, which pad for you)"
             )
         x2 = F.interpolate(x, scale_factor=0.5)
         x4 = F.interpolate(x2, scale_factor=0.5)

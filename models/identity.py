@@ -9,12 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .spec import ModelSpec
+
 
 class Identity(nn.Module):
     """Returns the input image as the derained output; it has no weights."""
 
-    pad_multiple = 1
-    default_tile = 0
+    spec = ModelSpec()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x

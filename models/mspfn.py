@@ -11,7 +11,7 @@ convolution pads the extra pixel after (bottom/right), and a stride-2
 transposed convolution is the exact adjoint of that convolution (its output
 is twice its input, the last row/column of the full transposed convolution
 being dropped).  Inputs must be multiples of 8 on both sides
-(``pad_multiple``); wrap the model with ``utils.padding.forward_padded``
+(``pad_multiple``); wrap the model with ``inference.padding.forward_padded``
 for other sizes.
 
 The network predicts a rain layer R and returns the derained image I - R.
@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .spec import ModelSpec
 
 
 def _prelu(channels: int) -> nn.PReLU:
@@ -297,8 +299,7 @@ class MSPFN(nn.Module):
     the derained image x - R.
     """
 
-    pad_multiple = 8
-    default_tile = 0
+    spec = ModelSpec(pad_multiple=8)
 
     def __init__(self, width: int = 64, num_ffm: int = 17, caus: tuple[int, int, int] = (1, 3, 3),
                  in_channels: int = 3, input_range: tuple[float, float] = (0.0, 1.0)):
@@ -333,10 +334,10 @@ class MSPFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h % self.pad_multiple or w % self.pad_multiple:
+        if h % self.spec.pad_multiple or w % self.spec.pad_multiple:
             raise ValueError(
-                f"MSPFN needs height and width divisible by {self.pad_multiple}, got {h}x{w}; "
-                "pad the input (utils.padding.forward_padded)"
+                f"MSPFN needs height and width divisible by {self.spec.pad_multiple}, got {h}x{w}; "
+                "pad the input (inference.padding.forward_padded)"
             )
         low, high = self.input_range
         scaled = (low, high) != (0.0, 1.0)

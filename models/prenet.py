@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .spec import ModelSpec
+
 
 def _conv(in_channels: int, out_channels: int) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, 1, 1)
@@ -36,8 +38,8 @@ def _res_block(width: int) -> nn.Sequential:
 class _Progressive(nn.Module):
     """Shared body of the four variants; ``recurrent`` adds the LSTM, ``shared`` reuses one block."""
 
-    pad_multiple = 1
-    default_tile = 0
+    # The release saves np.uint8(255 * clip(x, 0, 1)): truncation.
+    spec = ModelSpec(quantize="truncate")
     recurrent = True
     shared = False
 

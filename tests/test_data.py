@@ -12,17 +12,17 @@ import torch
 from data import (
     DATASETS,
     DatasetError,
-    PairedTestDataset,
     PairedTrainDataset,
     PairedValDataset,
     build_dataset,
     build_train_loader,
     set_epoch,
 )
+from data.folders import PairingError
 from data.store import ImageStore, build_store
+from data.testsets import find_test_sets
 from data.transforms import augment, center_crop_origin, pad_to_size
 from utils.image_io import write_image
-from utils.pairing import PairingError
 
 
 def coord_image(h: int, w: int, tag: int = 0) -> np.ndarray:
@@ -280,21 +280,18 @@ def test_val_centre_crop_and_whole_image(coord_root):
         PairedValDataset(coord_root, patch_size=-4)
 
 
-def test_test_dataset_with_and_without_targets(coord_root, tmp_path):
-    ds = PairedTestDataset(coord_root)
-    item = ds[1]
-    assert ds.has_target and set(item) == {"input", "target", "name", "path"}
-    assert item["name"] == "001" and item["input"].shape == (3, 100, 90)
-    assert np.array_equal(as_uint8(item["input"]), coord_image(100, 90, tag=1))
-    assert np.array_equal(as_uint8(item["target"]), 255 - coord_image(100, 90, tag=1))
-    ds = PairedTestDataset(coord_root, with_target=False)
-    assert not ds.has_target and "target" not in ds[0] and len(ds) == 4
-    plain = tmp_path / "real"  # a plain folder of images
+def test_test_set_discovery_with_and_without_targets(coord_root, tmp_path):
+    (found,) = find_test_sets(coord_root.parent, [coord_root.name], score=True)
+    assert found.name == coord_root.name and len(found.inputs) == 4 and found.targets is not None
+    assert [a.stem for a in found.inputs] == [t.stem for t in found.targets]
+    (unscored,) = find_test_sets(coord_root.parent, [coord_root.name], score=False)
+    assert unscored.targets is None and len(unscored.inputs) == 4
+    plain = tmp_path / "real"  # a plain folder of images: a set of its own, without targets
     write_image(plain / "photo.png", coord_image(30, 40))
-    ds = PairedTestDataset(plain)
-    assert not ds.has_target and ds[0]["name"] == "photo" and ds[0]["input"].shape == (3, 30, 40)
-    with pytest.raises(DatasetError, match="target"):
-        PairedTestDataset(plain, with_target=True)
+    (real,) = find_test_sets(plain, None, score=True)
+    assert real.name == "real" and real.targets is None and [p.name for p in real.inputs] == ["photo.png"]
+    with pytest.raises(FileNotFoundError, match="no test set"):
+        find_test_sets(tmp_path, ["Nope"], True)
 
 
 # --- pre-decoded store --------------------------------------------------------------------------

@@ -10,9 +10,9 @@ import torch
 from conftest import REFERENCE, require_shared
 from torch import nn
 
+from inference.padding import forward_padded, pad_to_multiple
 from models import build_model
 from models.dmsr import DMSR
-from utils.padding import forward_padded, pad_to_multiple
 
 PAPER_PARAMS = 35_472_543
 
@@ -100,7 +100,7 @@ def test_odd_sizes_through_pad_helper(size):
     model = DMSR(base_channels=8, num_res=1).eval()
     x = torch.rand(1, 3, *size)
     with torch.no_grad():
-        out = forward_padded(model, x, model.pad_multiple)
+        out = forward_padded(model, x, model.spec.pad_multiple)
     assert out[0].shape == x.shape
     h, w = size
     assert out[1].shape[-2:] == ((h + 1) // 2, (w + 1) // 2)

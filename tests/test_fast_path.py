@@ -18,12 +18,13 @@ import pytest
 import torch
 from conftest import REFERENCE, REPO, require_shared
 
+from benchmarks.common import format_table
 from models.dmsr import DMSR, FourierUnit, PixelAttention
-from utils.benchmark import format_table
-from utils.config import load_config
-from utils.fast import adam_kernel_kwargs, amp_dtype, compile_model, fast_opts
+from training.config import fast_opts, load_config
+from training.run_state import seed_everything
+from training.step import TrainingStep, adam_kernel_kwargs
 from utils.image_io import write_image
-from utils.trainer import TrainingStep, seed_everything
+from utils.precision import amp_dtype, compile_model
 
 FP32_SWITCHES = dict(efficient_attention=True, efficient_fft=True)
 
@@ -193,7 +194,7 @@ def test_peak_memory_sees_an_allocation():
     """In a fresh process: memory this one freed earlier could be reused unseen (see PeakMemory)."""
     code = (
         "import json, torch\n"
-        "from utils.benchmark import PeakMemory\n"
+        "from benchmarks.common import PeakMemory\n"
         "m = PeakMemory('cpu'); m.start()\n"
         "block = torch.ones(64, 2**18); block += 1\n"  # 64 MB
         "print(json.dumps([m.peak_mb(), PeakMemory.process_peak_rss_mb()]))\n"

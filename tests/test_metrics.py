@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.metrics import (
+from metrics.psnr_ssim import (
     gaussian_window_1d,
     psnr,
     psnr_rgb,

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference.padding import forward_padded
 from losses import build_loss
 from models import build_model
 from models.mspfn import MSPFN, Conv2dSame, ConvLSTMCell, ConvTranspose2dSame
-from utils.padding import forward_padded
 
 
 def _count(module: nn.Module) -> int:
@@ -44,7 +44,7 @@ def test_parameter_counts_match_release(caus, total, per_ffm):
 def test_registry_and_class_attributes():
     net = build_model("MSPFN", width=8, num_ffm=1)
     assert isinstance(net, MSPFN)
-    assert (MSPFN.pad_multiple, MSPFN.default_tile) == (8, 0)
+    assert (MSPFN.spec.pad_multiple, MSPFN.spec.default_tile) == (8, 0)
     assert len(net.ffm) == 1
 
 
@@ -52,7 +52,7 @@ def test_odd_size_through_forward_padded_keeps_shape():
     net = _tiny().eval()
     x = torch.rand(2, 3, 37, 53)
     with torch.no_grad():
-        y = forward_padded(net, x, net.pad_multiple)
+        y = forward_padded(net, x, net.spec.pad_multiple)
     assert y.shape == x.shape
     assert torch.isfinite(y).all()
     with pytest.raises(ValueError, match="divisible by 8"):

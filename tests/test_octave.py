@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import evaluate
-from utils.metrics import rgb_to_y, score_y
+from metrics.psnr_ssim import rgb_to_y, score_y
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from utils.pairing import PairingError, pair_files, pair_key
+from data.folders import PairingError, pair_files, pair_key
 
 
 @pytest.mark.parametrize(

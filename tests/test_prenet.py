@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from conftest import require_shared
 
+from inference.padding import forward_padded
 from models import build_model
 from models.prenet import PRN, PReNet, PReNet_r, PRN_r
 from utils.checkpoint import CheckpointError, load_model_weights
 from utils.image_io import read_image, uint8_to_tensor
-from utils.padding import forward_padded
 
 # class name -> (released folder name, parameter count)
 RELEASED = {
@@ -52,7 +52,7 @@ def test_registry_and_state_dict_names():
     assert {"conv0.0.weight", "res_conv1.2.bias", "res_conv5.0.weight", "conv_i.0.weight", "conv.0.weight"} <= keys
     assert not any(k.startswith("res_conv2") for k in PReNet_r().state_dict())
     assert not any(k.startswith("conv_") for k in PRN().state_dict())
-    assert (PReNet.pad_multiple, PReNet.default_tile) == (1, 0)
+    assert (PReNet.spec.pad_multiple, PReNet.spec.default_tile) == (1, 0)
 
 
 def _reference_forward(sd: dict, x: torch.Tensor, stages: int, recurrent: bool, blocks: list[str]):
@@ -110,7 +110,7 @@ def test_released_prenet_derains_real_rain100h_image():
     net = PReNet().eval()
     load_model_weights(net, _weights("Rain100H", "PReNet6"))
     with torch.no_grad():
-        final, stages = forward_padded(net, inp, net.pad_multiple)
+        final, stages = forward_padded(net, inp, net.spec.pad_multiple)
     before = _psnr(inp, tgt)
     scores = [_psnr(s.clamp(0, 1), tgt) for s in stages]
     assert before < 15

@@ -12,6 +12,9 @@ import pytest
 import torch
 
 import evaluate
+from data.folders import PairingError
+from inference.runner import parse_model_opts
+from metrics.psnr_ssim import score_y
 from models import build_model
 from utils.checkpoint import FORMAT_NAME, CheckpointError, save_checkpoint
 from utils.image_io import (
@@ -22,9 +25,6 @@ from utils.image_io import (
     uint8_to_tensor,
     write_image,
 )
-from utils.inference import parse_model_opts
-from utils.metrics import score_y
-from utils.pairing import PairingError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -5,16 +5,16 @@ import pytest
 import torch
 from torch import nn
 
+from inference.windows import check_tile, forward_tiled, forward_whole, restore_tensor, window_segments
 from models import DMSR, Identity, build_model
-from utils.tiling import check_tile, forward_tiled, forward_whole, restore_tensor, window_segments
+from models.spec import ModelSpec
 
 
 class WindowProbe(nn.Module):
     """Reports where each output pixel came from: channel 0/1 = row/column inside its window,
     channel 2 = the input pixel.  Records every batch size it was given."""
 
-    pad_multiple = 1
-    default_tile = 0
+    spec = ModelSpec()
 
     def __init__(self):
         super().__init__()
@@ -102,9 +102,7 @@ def test_batch_bound_keeps_windows_small():
 
 
 class NeedsMultiple(nn.Module):
-    pad_multiple = 16
-    min_size = 64
-    default_tile = 0
+    spec = ModelSpec(pad_multiple=16, min_size=64)
 
     def forward(self, x):
         h, w = x.shape[-2:]
@@ -132,13 +130,13 @@ def test_tile_is_checked_against_the_model():
 
 def test_default_tile_is_the_models():
     class Tiled(WindowProbe):
-        default_tile = 128
+        spec = ModelSpec(default_tile=128)
 
     probe = Tiled()
     out = restore_tensor(probe, torch.rand(1, 3, 200, 300))
     assert probe.batches == [6]  # 2 x 3 windows of 128
     torch.testing.assert_close(out[0, :2], release_stitch_local_coords(200, 300, 128), rtol=0, atol=0)
-    assert DMSR.default_tile == 128 and Identity.default_tile == 0
+    assert DMSR.spec.default_tile == 128 and Identity.spec.default_tile == 0
 
 
 def test_real_network_windows_are_stitched_from_its_own_outputs():

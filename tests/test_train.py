@@ -14,11 +14,12 @@ import torch
 from conftest import REPO, require_shared
 
 import train
+from training.config import load_config
+from training.schedules import lr_sequence
+from training.trainer import Trainer
 from utils.checkpoint import load_checkpoint
-from utils.config import load_config
 from utils.distributed import DistInfo
 from utils.image_io import write_image
-from utils.trainer import Trainer, lr_sequence
 
 TINY = ["MODEL.ARGS.base_channels", "8", "MODEL.ARGS.num_res", "1", "OPTIM.BATCH_SIZE", "2",
         "OPTIM.WARMUP_EPOCHS", "1", "TRAINING.NUM_WORKERS", "0", "TRAINING.VAL_PS", "64",
@@ -79,7 +80,7 @@ def test_short_runs_follow_the_300_epoch_form():
 def test_mspfn_exponential_decay_per_step():
     cfg = load_config(str(REPO / "configs" / "mspfn.yml"))
     trainer_opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=cfg.OPTIM.LR_INITIAL)
-    from utils.trainer import build_scheduler
+    from training.schedules import build_scheduler
 
     sched, per_step = build_scheduler(trainer_opt, cfg.OPTIM)
     assert per_step
@@ -221,9 +222,9 @@ def test_torchrun_two_processes_hold_identical_weights(pairs, tmp_path):
     script.write_text(textwrap.dedent(f"""
         import sys, torch
         sys.path.insert(0, {str(REPO)!r})
-        from utils.config import load_config
+        from training.config import load_config
         from utils.distributed import init_distributed, cleanup
-        from utils.trainer import Trainer
+        from training.trainer import Trainer
         cfg = load_config(None, {(_opts(pairs, tmp_path / 'ck')[3:] + ['OPTIM.NUM_EPOCHS', '2',
                                   'TRAINING.MAX_STEPS_PER_EPOCH', '1'])!r})
         dist, device = init_distributed("cpu")

@@ -21,12 +21,13 @@ file and the first offending keys; nothing is ever loaded partially.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .files import atomic_write
 
 FORMAT_NAME = "dmsr-derain"
 FORMAT_VERSION = 1
@@ -134,23 +135,4 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     A crash or a full disk mid-write leaves the previous file at ``path`` intact
     and no temporary file behind; the error names the path.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise OSError(f"cannot write checkpoint {path}: {err.strerror or err}") from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise OSError(f"cannot write checkpoint {path}: {err.strerror or err}") from err
-        raise
+    atomic_write(path, lambda f: torch.save(state, f), fsync=True)

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import torch
 
+from .files import atomic_write
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 # Decoding threads fight with DataLoader workers and torch's own pool.
@@ -111,9 +113,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(img[:, :, ::-1]))
     if not ok:
         raise OSError(f"cannot encode image as {ext}: {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    buf.tofile(str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, buf.tobytes())
 
 
 def uint8_to_tensor(img: np.ndarray) -> torch.Tensor:

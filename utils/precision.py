@@ -1,12 +1,9 @@
-"""The speed switches in one place: mixed precision, channels-last, torch.compile, Adam kernels.
+"""Numeric precision and memory-layout switches shared by training, inference and benchmarks.
 
-Each helper applies one switch of the ``FAST`` config section (or the
-matching ``OPTIM.FUSED``); with every switch off the model computes exactly
-what the release computes.  The trainer and the benchmarks share these
-helpers so that what is timed is what trains.
-
-Which switches pay off depends on the device (``docs/PERFORMANCE.md``):
-:func:`fast_opts` returns the combination measured to be fastest there.
+Mixed precision (autocast to bf16/fp16), channels-last and ``torch.compile``;
+with every switch off a model computes exactly what its release computes.
+Which switches pay off depends on the device (``docs/PERFORMANCE.md``;
+``training.config.fast_opts`` picks the measured fastest set).
 """
 from __future__ import annotations
 
@@ -61,13 +58,6 @@ def compile_model(model: nn.Module, **kwargs) -> nn.Module:
         return model
 
 
-def adam_kernel_kwargs(fused: bool, device: torch.device | str) -> dict:
-    """Adam's multi-tensor switch for ``OPTIM.FUSED``: ``fused`` on CUDA, ``foreach`` elsewhere."""
-    if not fused:
-        return {}
-    return {"fused": True} if torch.device(device).type == "cuda" else {"foreach": True}
-
-
 def cpu_has_fast_bf16() -> bool:
     """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX); else bf16 is emulated and slow."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
@@ -75,25 +65,3 @@ def cpu_has_fast_bf16() -> bool:
         return bool(check()) if check is not None else False
     except RuntimeError:
         return False
-
-
-def fast_opts(device: torch.device | str, model_name: str = "DMSR") -> list[str]:
-    """The config overrides (``KEY VALUE ...``) of the fastest measured setting on ``device``.
-
-    CUDA: bf16 autocast (fp16 where bf16 is missing), channels-last,
-    torch.compile, fused Adam, cudnn.benchmark.  CPU: channels-last and
-    foreach Adam, plus bf16 autocast when the CPU has native bf16 kernels
-    (without them bf16 is slower than fp32); torch.compile is left off on the
-    CPU (minutes of compilation for about 10%).  For DMSR on both, the
-    model's interleave-free pixel attention and one-copy Fourier unit.
-    """
-    device = torch.device(device)
-    opts = ["FAST.CHANNELS_LAST", "True", "OPTIM.FUSED", "True"]
-    if model_name == "DMSR":
-        opts += ["MODEL.ARGS.efficient_attention", "True", "MODEL.ARGS.efficient_fft", "True"]
-    if device.type == "cuda":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        opts += ["FAST.AMP", amp, "FAST.COMPILE", "True", "FAST.CUDNN_BENCHMARK", "True"]
-    elif cpu_has_fast_bf16():
-        opts += ["FAST.AMP", "bf16"]
-    return opts

@@ -14,7 +14,7 @@ cannot handle images under ``t`` pixels on a side; those are reflect-padded
 at the bottom/right up to ``t`` on that side and the result is cropped.
 
 **Whole image** (``--tile 0``).  The image is reflect-padded to the model's
-``pad_multiple`` and the output cropped (:func:`utils.padding.forward_padded`).
+``pad_multiple`` and the output cropped (:func:`inference.padding.forward_padded`).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from models import primary_output
+from models.spec import primary_output, spec_of
 
 from .padding import forward_padded, reflect_pad_to
 
@@ -98,13 +98,14 @@ def forward_whole(model: nn.Module, x: torch.Tensor, multiple: int, min_size: in
 
 def check_tile(model: nn.Module, tile: int) -> None:
     """Raise ValueError unless ``tile`` (0 = whole image) suits the model's size constraints."""
-    multiple = int(getattr(model, "pad_multiple", 1))
+    spec = spec_of(model)
+    multiple = spec.pad_multiple
     name = type(model).__name__
     if tile < 0:
         raise ValueError(f"tile must be 0 (whole image) or a window size, got {tile}")
     if tile and tile % multiple:
         raise ValueError(f"tile {tile} is not a multiple of {name}'s pad_multiple {multiple}")
-    min_size = int(getattr(model, "min_size", 0) or 0)
+    min_size = spec.min_size
     if tile and tile < min_size:
         raise ValueError(f"tile {tile} is smaller than {name}'s minimum input size {min_size}")
 
@@ -117,11 +118,10 @@ def restore_tensor(
     ``tile=None`` uses the model's ``default_tile``; 0 means the whole image.
     Gradients are not disabled here; callers wrap this in ``torch.inference_mode()``.
     """
+    spec = spec_of(model)
     if tile is None:
-        tile = int(getattr(model, "default_tile", 0))
+        tile = spec.default_tile
     check_tile(model, tile)
     if tile:
         return forward_tiled(model, x, tile, max_batch)
-    return forward_whole(
-        model, x, int(getattr(model, "pad_multiple", 1)), int(getattr(model, "min_size", 0) or 0)
-    )
+    return forward_whole(model, x, spec.pad_multiple, spec.min_size)

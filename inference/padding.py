@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from models.spec import spec_of
+
 
 def reflect_pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Reflect-pad (B, C, H, W) at the bottom/right up to ``height`` x ``width``.
@@ -69,12 +71,12 @@ def forward_padded(model: torch.nn.Module, x: torch.Tensor, multiple: int | None
                    mode: str = "reflect", min_size: int | None = None):
     """Run ``model`` on ``x`` padded to ``multiple`` and crop the output(s) back to x's size.
 
-    ``multiple`` and ``min_size`` default to the model's ``pad_multiple`` and
-    ``min_size`` attributes (DMSR: 16 and 64).
+    ``multiple`` and ``min_size`` default to the model's spec (DMSR: 16 and 64).
     """
+    spec = spec_of(model) if multiple is None or min_size is None else None
     if multiple is None:
-        multiple = getattr(model, "pad_multiple", 1)
+        multiple = spec.pad_multiple
     if min_size is None:
-        min_size = getattr(model, "min_size", 0)
+        min_size = spec.min_size
     xp, size = pad_to_multiple(x, multiple, mode, min_size=min_size)
     return crop_outputs(model(xp), size, tuple(xp.shape[-2:]))

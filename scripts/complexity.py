@@ -1,40 +1,24 @@
-"""Parameter and multiply-accumulate counts of a registered model.
+"""Print the parameter and multiply-accumulate counts of a registered model.
 
-    python -m utils.complexity --model DMSR --size 256 256
+    python scripts/complexity.py --model DMSR --size 256 256
 
-MACs come from PyTorch's own ``torch.utils.flop_counter.FlopCounterMode``
-(MACs = FLOPs / 2).  It counts convolutions, transposed convolutions and
-matrix products; it does not count FFTs (``rfft2``/``irfft2``), pooling,
-interpolation, normalisation, activations or element-wise arithmetic, so the
-figure is the convolutional cost, as papers usually report it.
+See :mod:`models.complexity` for what the MAC count includes (FFTs are not counted).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from models import build_model, model_names
-from utils.inference import parse_model_opts
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -> int:
-    """Multiply-accumulates of one forward pass on a (batch, 3, H, W) input."""
-    model.eval()
-    x = torch.zeros(batch, 3, *size)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x)
-    return counter.get_total_flops() // 2
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> dict:
+    from inference.runner import parse_model_opts
+    from models import build_model, model_names
+    from models.complexity import count_macs, count_parameters
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="DMSR", help=f"one of: {', '.join(model_names())}")
     parser.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
@@ -54,4 +38,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))  # run as a file: make the project's packages importable
     main()

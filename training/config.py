@@ -14,7 +14,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import torch
 from yacs.config import CfgNode as CN
+
+from models import get_model_class
+from utils.precision import cpu_has_fast_bf16
 
 
 class ConfigError(ValueError):
@@ -184,3 +188,26 @@ def config_to_dict(cfg: CN) -> dict:
     for k, v in cfg.items():
         out[k] = config_to_dict(v) if isinstance(v, CN) else v
     return out
+
+
+def fast_opts(device: torch.device | str, model_name: str = "DMSR") -> list[str]:
+    """The config overrides (``KEY VALUE ...``) of the fastest measured setting on ``device`` (``--fast``).
+
+    CUDA: bf16 autocast (fp16 where bf16 is missing), channels-last,
+    torch.compile, fused Adam, cudnn.benchmark.  CPU: channels-last and
+    foreach Adam, plus bf16 autocast when the CPU has native bf16 kernels
+    (without them bf16 is slower than fp32); torch.compile is left off on the
+    CPU (minutes of compilation for about 10%).  Plus the model's own exact
+    speed options (its spec's ``fast_opts``; DMSR: interleave-free pixel
+    attention and one-copy Fourier unit).
+    """
+    device = torch.device(device)
+    opts = ["FAST.CHANNELS_LAST", "True", "OPTIM.FUSED", "True"]
+    for key, value in get_model_class(model_name).spec.fast_opts.items():
+        opts += [f"MODEL.ARGS.{key}", repr(value)]
+    if device.type == "cuda":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        opts += ["FAST.AMP", amp, "FAST.COMPILE", "True", "FAST.CUDNN_BENCHMARK", "True"]
+    elif cpu_has_fast_bf16():
+        opts += ["FAST.AMP", "bf16"]
+    return opts

@@ -5,7 +5,7 @@ A *report* is the dict both tools write as JSON::
     {"Rain100H": {"psnr": 29.41, "ssim": 0.873, "n": 100}, ...,
      "average": {"psnr": ..., "ssim": ...}}
 
-Scores are Y-channel PSNR/SSIM (:mod:`utils.metrics`), averaged per image
+Scores are Y-channel PSNR/SSIM (:mod:`metrics.psnr_ssim`), averaged per image
 over a set; ``average`` is the mean of the set means, the papers' "Average"
 column.
 """
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .image_io import read_image
-from .metrics import score_y
-from .pairing import PairingError
+from data.folders import PairingError
+from metrics.psnr_ssim import score_y
+from utils.files import atomic_open, atomic_write
+from utils.image_io import read_image
 
-STANDARD_DATASETS = ("Test100", "Rain100H", "Rain100L", "Test2800", "Test1200")
 AVERAGE = "average"
 
 
@@ -90,24 +90,13 @@ def format_table(report: Mapping[str, dict], title: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report_json(report: Mapping[str, dict], path: str | os.PathLike) -> None:
-    _atomic_write_text(Path(path), json.dumps(report, indent=2) + "\n")
+    atomic_write(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
 
 
 def write_report_csv(report: Mapping[str, dict], path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["dataset", "n", "psnr", "ssim"])
         for name, s in report.items():
             writer.writerow([name, s.get("n", ""), f"{s['psnr']:.6f}", f"{s['ssim']:.6f}"])
-    os.replace(tmp, path)

@@ -1,4 +1,10 @@
-"""What ``test.py`` and ``derain.py`` share: building a model with its weights and derain one image."""
+"""What ``test.py``, ``derain.py`` and the scripts share: a model with its weights, and derain one image.
+
+The weights go through the one checkpoint loader (:mod:`utils.checkpoint`);
+the model's :class:`~models.spec.ModelSpec` decides the input convention
+(channel order, value range), the test protocol (windows or whole image)
+and the 8-bit conversion, so callers never name a model.
+"""
 from __future__ import annotations
 
 import ast
@@ -10,13 +16,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from models import build_model
+from models import build_model, spec_of
 from models import model_names as known_models
+from utils.checkpoint import (
+    FORMAT_NAME,
+    CheckpointError,
+    check_state_dict,
+    extract_state_dict,
+    load_checkpoint,
+)
+from utils.distributed import resolve_device  # noqa: F401 - re-exported for the entry points
+from utils.image_io import tensor_to_uint8, uint8_to_tensor
+from utils.precision import amp_dtype, autocast
 
-from .checkpoint import FORMAT_NAME, CheckpointError, check_state_dict, extract_state_dict, load_checkpoint
-from .distributed import resolve_device  # noqa: F401 - re-exported for the entry points
-from .image_io import tensor_to_uint8, uint8_to_tensor
-from .tiling import DEFAULT_MAX_BATCH, restore_tensor
+from .windows import DEFAULT_MAX_BATCH, restore_tensor
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +79,10 @@ def load_model(
         kwargs.update(ckpt.get("model_kwargs") or {})
     if name is None:
         raise ValueError(f"--model is required (one of: {', '.join(known_models())})")
-    if fast:  # exact speed options of the model (same weights), then channels-last
-        kwargs.update(FAST_MODEL_OPTS.get(name, {}))
     kwargs.update(model_opts or {})
     model = build_model(name, **kwargs)
+    if fast and spec_of(model).fast_opts:  # exact speed options of the model (same weights)
+        model = build_model(name, **{**kwargs, **spec_of(model).fast_opts, **(model_opts or {})})
     if ckpt is not None:
         state = extract_state_dict(ckpt, weights, use_ema=use_ema)
         check_state_dict(model, state, weights)
@@ -88,22 +101,23 @@ def derain_image(
     device: torch.device | str,
     tile: int | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
-    quantize: str = "round",
+    quantize: str | None = None,
     amp: str = "",
 ) -> np.ndarray:
-    """Derain one uint8 RGB (H, W, 3) image; returns uint8 (clamped to [0, 1], then rounded or truncated).
+    """Derain one uint8 RGB (H, W, 3) image; returns uint8 RGB.
 
-    ``amp`` ("bf16"/"fp16") runs the network under autocast (DMSR's FFTs stay in float32).
+    The image is converted to the network's convention (its spec's channel
+    order and value range), run by the spec's protocol (``tile`` overrides
+    it), converted back, clamped and turned into 8 bits by ``quantize``
+    ("round" or "truncate"; default: the spec's, i.e. what the authors' test
+    script does).  ``amp`` ("bf16"/"fp16") runs the network under autocast.
     """
-    from .fast import amp_dtype, autocast
-
-    x = uint8_to_tensor(img).unsqueeze(0).to(device)
+    spec = spec_of(model)
+    x = spec.to_network(uint8_to_tensor(img).unsqueeze(0).to(device))
     with torch.inference_mode(), autocast(torch.device(device), amp_dtype(amp)):
         out = restore_tensor(model, x, tile, max_batch)
-    return tensor_to_uint8(out[0].float(), quantize)
-
-
-FAST_MODEL_OPTS = {"DMSR": {"efficient_attention": True, "efficient_fft": True}}
+    out = spec.from_network(out[0].float())
+    return tensor_to_uint8(out, quantize or spec.quantize)
 
 
 def add_model_arguments(parser) -> None:
@@ -117,6 +131,9 @@ def add_model_arguments(parser) -> None:
     add_fast_arguments(parser)
     parser.add_argument("--tile", type=int, default=None,
                         help="window size of the window protocol, 0 = whole image (default: the model's; DMSR 128)")
+    parser.add_argument("--quantize", choices=("round", "truncate"), default=None,
+                        help="8-bit conversion of the outputs (default: the model's release protocol - "
+                             "round for DMSR, truncate for PReNet's np.uint8(255 * x))")
     parser.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
                         help="at most this many windows per forward pass (bounds memory)")
 
@@ -124,8 +141,8 @@ def add_model_arguments(parser) -> None:
 def add_fast_arguments(parser) -> None:
     """``--fast`` and ``--amp``."""
     parser.add_argument("--fast", action="store_true",
-                        help="exact fast path: DMSR's interleave-free attention and one-copy Fourier unit, "
-                             "channels-last (same outputs to ~1e-6; see docs/PERFORMANCE.md)")
+                        help="exact fast path: the model's exact speed options (DMSR: interleave-free attention and "
+                             "one-copy Fourier unit), channels-last (same outputs to ~1e-6; see docs/PERFORMANCE.md)")
     parser.add_argument("--amp", choices=("", "bf16", "fp16"), default="",
                         help="run the network under autocast (faster on GPUs and bf16 CPUs; outputs differ by "
                              "about 1e-2 before 8-bit rounding)")

@@ -1,19 +1,16 @@
-"""The training loop behind ``train.py``.
+"""The training loop behind ``train.py``: fit, epoch loop, validation, checkpoints, resume.
 
-One :class:`Trainer` wires the registered model, loss and dataset to Adam and
-PyTorch's own schedulers, validates, saves atomic checkpoints and resumes
-exactly.  Defaults reproduce the DMSR release (``spec/PROTOCOL.md``); every
-speed option (AMP, channels_last, torch.compile, EMA, fused Adam) is a config
-switch that is off by default.
+One :class:`Trainer` runs the :class:`~training.step.TrainingStep` built
+from the config over the training loader, steps the schedule
+(:mod:`training.schedules`), validates, saves atomic checkpoints and
+resumes exactly (mid-epoch included; RNG, sampler position, optimizer,
+scheduler, AMP scaler and EMA are restored).  Defaults reproduce the DMSR
+release; every speed option is a config switch that is off by default.
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
-import random
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from data import build_dataset
 from data.loader import build_train_loader, set_epoch
-from losses import build_loss
-from models import build_model, primary_output
+from inference.padding import forward_padded
+from metrics.psnr_ssim import psnr_y, tensor_psnr
+from models import primary_output
 from utils.checkpoint import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -37,232 +33,29 @@ from utils.checkpoint import (
     save_checkpoint,
     unwrap_model,
 )
-from utils.config import config_to_dict
 from utils.distributed import DistInfo, any_true, average_buffers, barrier, broadcast_object
-from utils.fast import adam_kernel_kwargs, amp_dtype, autocast, compile_model, to_channels_last
 from utils.image_io import tensor_to_uint8
-from utils.metrics import psnr_y, tensor_psnr
-from utils.padding import forward_padded
+from utils.precision import autocast
+
+from .config import config_to_dict
+from .progress import EpochProgress
+from .run_state import (
+    StopRequest,
+    TrainingError,
+    check_writable,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    write_run_info,
+)
+from .schedules import build_scheduler
+from .step import TrainingStep
 
 log = logging.getLogger("train")
-REPO = Path(__file__).resolve().parents[1]
+
+__all__ = ["Trainer", "TrainingError"]
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (persistent NaN loss, unwritable save folder, ...)."""
-
-
-# --------------------------------------------------------------------------- schedules
-class ExpDecayFactor:
-    """MSPFN's continuous decay as a LambdaLR factor: (lr0 * rate**(step/steps) + lr_min) / lr0."""
-
-    def __init__(self, lr0: float, rate: float, steps: int, lr_min: float):
-        self.lr0, self.rate, self.steps, self.lr_min = lr0, rate, steps, lr_min
-
-    def __call__(self, step: int) -> float:
-        return (self.lr0 * self.rate ** (step / self.steps) + self.lr_min) / self.lr0
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> tuple[torch.optim.lr_scheduler.LRScheduler, bool]:
-    """The learning-rate schedule and whether it steps per iteration (True) or per epoch (False).
-
-    ``warmup_cosine`` (DMSR): linear warm-up over WARMUP_EPOCHS (lr0*e/W in epoch e),
-    then cosine annealing to LR_MIN over the remaining epochs; for 300 epochs
-    this is the release's sequence (``release_lr.json``) to 3e-5 relative.
-    """
-    if optim_cfg.SCHEDULER == "exp_decay":
-        factor = ExpDecayFactor(optim_cfg.LR_INITIAL, optim_cfg.DECAY_RATE, optim_cfg.DECAY_STEPS, optim_cfg.LR_MIN)
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
-    if optim_cfg.SCHEDULER == "multistep":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(optim_cfg.MILESTONES), optim_cfg.GAMMA), False
-    warm = optim_cfg.WARMUP_EPOCHS
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=optim_cfg.NUM_EPOCHS - warm, eta_min=optim_cfg.LR_MIN)
-    if warm <= 0:
-        return cosine, False
-    # LinearLR must be built first: each scheduler sets the optimizer's lr when created.
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"]
-    linear = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warm, end_factor=1.0,
-                                               total_iters=max(warm - 1, 1))
-    return torch.optim.lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warm]), False
-
-
-def lr_sequence(optim_cfg) -> list[float]:
-    """Learning rate in effect during each epoch 1..NUM_EPOCHS (per-epoch schedules)."""
-    param = nn.Parameter(torch.zeros(1))
-    opt = torch.optim.Adam([param], lr=optim_cfg.LR_INITIAL)
-    sched, per_step = build_scheduler(opt, optim_cfg)
-    if per_step:
-        raise ValueError("lr_sequence is for per-epoch schedules")
-    out = []
-    for _ in range(optim_cfg.NUM_EPOCHS):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
-
-
-# --------------------------------------------------------------------------- the step
-def build_training_model(cfg, device: torch.device, sync_bn: bool = False) -> nn.Module:
-    """``MODEL.NAME`` with ``MODEL.ARGS`` on ``device``, channels-last with FAST.CHANNELS_LAST."""
-    model = build_model(cfg.MODEL.NAME, **config_to_dict(cfg.MODEL.ARGS))
-    if sync_bn:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    if cfg.FAST.CHANNELS_LAST:
-        model = to_channels_last(model)
-    return model
-
-
-def build_optimizer(model: nn.Module, optim_cfg, device: torch.device) -> torch.optim.Adam:
-    """Adam over the trainable parameters, as configured in ``OPTIM`` (fused/foreach with OPTIM.FUSED)."""
-    o = optim_cfg
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=o.LR_INITIAL, betas=(o.BETA1, o.BETA2), eps=o.EPS,
-                            weight_decay=o.WEIGHT_DECAY, **adam_kernel_kwargs(o.FUSED, device))
-
-
-def compute_loss(net: nn.Module, loss_fn: nn.Module, inp: torch.Tensor, tgt: torch.Tensor,
-                 amp: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
-    """The forward pass (under autocast with ``amp``) and the loss (the losses run in float32)."""
-    if channels_last:
-        inp, tgt = to_channels_last(inp), to_channels_last(tgt)
-    with autocast(inp.device, amp):
-        out = net(inp)
-    return loss_fn(out, tgt)
-
-
-def apply_gradients(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                    grad_clip: float = 0.0, params=None) -> None:
-    """Backward, optional gradient clipping (max norm ``grad_clip`` over ``params``), optimizer step."""
-    scaler.scale(loss).backward()
-    if grad_clip > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-
-
-class TrainingStep:
-    """The training step of a config on its own: model, optimizer, loss and speed switches, as the Trainer builds them.
-
-    For benchmarks and checks that time or compare steps without data
-    loading, checkpoints or schedules; ``step(inp, tgt)`` runs one
-    optimisation step and returns the loss (a detached tensor: no sync).
-    """
-
-    def __init__(self, cfg, device: torch.device):
-        fast = cfg.FAST
-        self.device = device
-        if fast.CUDNN_BENCHMARK and not cfg.TRAINING.DETERMINISTIC:
-            torch.backends.cudnn.benchmark = True
-        self.model = build_training_model(cfg, device).train()
-        self.net = compile_model(self.model) if fast.COMPILE else self.model
-        self.optimizer = build_optimizer(self.model, cfg.OPTIM, device)
-        self.loss_fn = build_loss(cfg.LOSS.NAME, **config_to_dict(cfg.LOSS.ARGS)).to(device)
-        self.amp = amp_dtype(fast.AMP)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=fast.AMP == "fp16")
-        self.channels_last = fast.CHANNELS_LAST
-        self.grad_clip = cfg.OPTIM.GRAD_CLIP
-
-    def step(self, inp: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        inp = inp.to(self.device, non_blocking=True)
-        tgt = tgt.to(self.device, non_blocking=True)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = compute_loss(self.net, self.loss_fn, inp, tgt, self.amp, self.channels_last)
-        apply_gradients(loss, self.optimizer, self.scaler, self.grad_clip, self.model.parameters())
-        return loss.detach()
-
-
-# --------------------------------------------------------------------------- helpers
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if out.returncode != 0:
-        return "unknown"
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def check_writable(folder: Path) -> None:
-    """Fail at start-up, naming the folder, when checkpoints could not be written there."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write_test_{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as err:
-        raise TrainingError(f"cannot write to the save folder {folder}: {err.strerror or err}") from None
-
-
-class _StopRequest:
-    """SIGTERM/SIGINT handler: ask the loop to save model_latest.pth and stop at the next step."""
-
-    def __init__(self):
-        self.signal_name = None
-        self._previous = {}
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-
-    def uninstall(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum, frame):
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signal_name = signal.Signals(signum).name
-
-    @property
-    def requested(self) -> bool:
-        return self.signal_name is not None
-
-
-# --------------------------------------------------------------------------- trainer
 class Trainer:
     """Train one model per the frozen config ``cfg`` on ``device`` (one process of ``dist``)."""
 
@@ -274,7 +67,7 @@ class Trainer:
         t = cfg.TRAINING
         self.save_dir = Path(t.SAVE_DIR) / cfg.MODEL.MODE / cfg.MODEL.SESSION
         self.is_main = dist.is_main
-        self.stop = _StopRequest()
+        self.stop = StopRequest()
         self.writer = None
         seed_everything(t.SEED, t.DETERMINISTIC)
         if cfg.FAST.CUDNN_BENCHMARK and not t.DETERMINISTIC:
@@ -299,27 +92,15 @@ class Trainer:
     def _build(self) -> None:
         cfg, t, fast = self.cfg, self.cfg.TRAINING, self.cfg.FAST
         self.model_kwargs = config_to_dict(cfg.MODEL.ARGS)
-        model = build_training_model(cfg, self.device, sync_bn=self.dist.enabled and fast.SYNC_BN)
-        self.model = model  # the plain module: saved, validated, EMA'd
-        self.ema = None
-        if fast.EMA > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(fast.EMA), use_buffers=True)
-        net = model
-        if fast.COMPILE:
-            net = compile_model(net)
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            net = DistributedDataParallel(net, device_ids=ids)
-        self.net = net  # what the training step calls
-
+        self.runner = TrainingStep(cfg, self.device, distributed=self.dist.enabled)
+        self.model = self.runner.model  # the plain module: saved, validated, EMA'd
+        self.ema = self.runner.ema
+        self.net = self.runner.net  # what the training step calls
+        self.optimizer = self.runner.optimizer
+        self.scaler = self.runner.scaler
+        self.amp_dtype = self.runner.amp
         o = cfg.OPTIM
-        self.optimizer = build_optimizer(model, o, self.device)
         self.scheduler, self.per_step_schedule = build_scheduler(self.optimizer, o)
-        self.loss_fn = build_loss(cfg.LOSS.NAME, **config_to_dict(cfg.LOSS.ARGS)).to(self.device)
-        self.amp_dtype = amp_dtype(fast.AMP)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fast.AMP == "fp16")
 
         store = t.STORE or None
         self.train_set = build_dataset("paired_train", root=t.TRAIN_DIR, patch_size=t.TRAIN_PS, seed=t.SEED,
@@ -404,14 +185,6 @@ class Trainer:
                  self.optimizer.param_groups[0]["lr"])
         return True
 
-    def _write_run_info(self) -> None:
-        header = (f"# command: {' '.join([Path(sys.argv[0]).name] + self.argv)}\n"
-                  f"# git commit: {_git_commit()}\n"
-                  f"# written: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        tmp = self.save_dir / ".config.yaml.tmp"
-        tmp.write_text(header + self.cfg.dump())
-        os.replace(tmp, self.save_dir / "config.yaml")
-
     # ------------------------------------------------------------------ validation
     def _score(self, out: torch.Tensor, tgt: torch.Tensor) -> float:
         """TRAINING.VAL_METRIC of one (1, 3, H, W) output in [0, 1] against its target."""
@@ -448,13 +221,10 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _step(self, inp: torch.Tensor, tgt: torch.Tensor) -> float | None:
         """One optimisation step; returns the loss, or None when it was not finite (step skipped)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = compute_loss(self.net, self.loss_fn, inp, tgt, self.amp_dtype, self.cfg.FAST.CHANNELS_LAST)
+        loss = self.runner.loss(inp, tgt)
         if any_true(not bool(torch.isfinite(loss.detach())), self.dist, self.device):
             return None
-        apply_gradients(loss, self.optimizer, self.scaler, self.cfg.OPTIM.GRAD_CLIP, self.model.parameters())
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
+        self.runner.apply(loss)
         return float(loss.detach())
 
     def fit(self, resume: bool = False) -> dict:
@@ -464,7 +234,7 @@ class Trainer:
             if not self.resume() and self.is_main:
                 log.warning("--resume: no model_latest.pth in %s; starting from scratch", self.save_dir)
         if self.is_main:
-            self._write_run_info()
+            write_run_info(self.save_dir / "config.yaml", self.cfg.dump(), self.argv)
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
@@ -490,7 +260,6 @@ class Trainer:
     def _loop(self, summary: dict) -> None:
         cfg, t = self.cfg, self.cfg.TRAINING
         nan_run = 0
-        show_bar = self.is_main and sys.stderr.isatty()
         while self.epoch <= cfg.OPTIM.NUM_EPOCHS:
             epoch = self.epoch
             set_epoch(self.train_loader, epoch)
@@ -498,8 +267,9 @@ class Trainer:
             self.net.train()
             losses = []
             started = time.time()
-            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not show_bar,
-                       desc=f"epoch {epoch}/{cfg.OPTIM.NUM_EPOCHS}", leave=False, dynamic_ncols=True)
+            bar = EpochProgress(epoch, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, self.step_in_epoch,
+                                cfg.OPTIM.BATCH_SIZE * self.dist.world_size, cfg.OPTIM.NUM_EPOCHS - epoch,
+                                enabled=self.is_main, every=t.LOG_EVERY)
             for inp, tgt, _ in self.train_loader:
                 if self.step_in_epoch >= self.steps_per_epoch:
                     break
@@ -523,8 +293,7 @@ class Trainer:
                     nan_run = 0
                     losses.append(loss)
                 lr = self.optimizer.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{loss if loss is not None else float('nan'):.4f}", lr=f"{lr:.2e}")
-                bar.update()
+                bar.update(loss, lr)
                 if self.writer is not None and loss is not None and self.global_step % t.LOG_EVERY == 0:
                     self.writer.add_scalar("train/loss", loss, self.global_step)
                     self.writer.add_scalar("train/lr", lr, self.global_step)

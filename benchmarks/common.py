@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from utils.files import atomic_write, git_commit
+
 log = logging.getLogger(__name__)
 
 _PROC_STATUS = Path("/proc/self/status")
@@ -36,7 +38,7 @@ def _cpu_model() -> str:
 
 def machine_info(device: torch.device | str) -> dict:
     """The machine and software the figures come from."""
-    from utils.fast import cpu_has_fast_bf16
+    from utils.precision import cpu_has_fast_bf16
 
     device = torch.device(device)
     info = {
@@ -53,12 +55,7 @@ def machine_info(device: torch.device | str) -> dict:
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1),
                     cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parents[1])
-        info["git_commit"] = out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = "unknown"
+    info["git_commit"] = git_commit(short=True)
     return info
 
 
@@ -160,9 +157,7 @@ def write_json(path: str | os.PathLike | None, data: dict) -> None:
     """Write ``data`` as indented JSON to ``path`` (nothing when ``path`` is None)."""
     if path is None:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
     log.info("wrote %s", path)
 
 

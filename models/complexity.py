@@ -1,0 +1,28 @@
+"""Parameter and multiply-accumulate counts of a network (``scripts/complexity.py`` prints them).
+
+MACs come from PyTorch's own ``torch.utils.flop_counter.FlopCounterMode``
+(MACs = FLOPs / 2).  It counts convolutions, transposed convolutions and
+matrix products; it does not count FFTs (``rfft2``/``irfft2``), pooling,
+interpolation, normalisation, activations or element-wise arithmetic, so the
+figure is the convolutional cost, as papers usually report it.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .spec import spec_of
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -> int:
+    """Multiply-accumulates of one forward pass on a (batch, 3, H, W) input in the model's convention."""
+    model.eval()
+    x = spec_of(model).to_network(torch.zeros(batch, 3, *size))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return counter.get_total_flops() // 2

@@ -3,6 +3,7 @@
     python train.py                                   # training.yml: the DMSR paper recipe
     python train.py --config configs/demo.yml         # small DMSR on the built-in demo data
     python train.py --opts OPTIM.BATCH_SIZE 8 MODEL.SESSION DMSR_b8
+    python train.py --fast                            # the measured fastest exact-enough switches
     python train.py --resume                          # continue from model_latest.pth
     torchrun --nproc_per_node 4 train.py              # 4 GPUs (DistributedDataParallel)
 
@@ -31,6 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--opts", nargs="+", default=None, metavar="KEY VALUE",
                         help="config overrides, e.g. --opts OPTIM.NUM_EPOCHS 10 TRAINING.NUM_WORKERS 2")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--fast", action="store_true",
+                        help="turn on the fastest exact-enough speed switches measured for the device "
+                             "(mixed precision, channels-last, fused Adam, the model's exact fast options; "
+                             "torch.compile on CUDA) - recorded in config.yaml; --opts still override")
     parser.add_argument("--resume", action="store_true",
                         help="continue from model_latest.pth of this session (same as TRAINING.RESUME True)")
     return parser.parse_args(argv)
@@ -55,6 +60,16 @@ def main(argv=None) -> dict:
         dist, device = init_distributed(args.device)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
+    if args.fast:
+        from training.config import fast_opts
+
+        switches = fast_opts(device, cfg.MODEL.NAME)
+        try:
+            cfg = load_config(config, switches + list(args.opts or []))
+        except ConfigError as err:
+            raise SystemExit(f"config error: {err}") from None
+        if dist.is_main:
+            logging.info("--fast on %s: %s", device, " ".join(switches))
     if not dist.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     try:

@@ -3,9 +3,9 @@
 A three-level multi-input multi-output encoder-decoder.  Each encoder and
 decoder stage ends in a dual-domain block that mixes a multi-scale spatial
 branch (MPSRM) with a Fourier branch (FDSM).  This module computes what the
-authors' released implementation computes (see ``spec/DMSR.md`` in the shared
-folder); module and parameter names follow the release so its checkpoints
-load unchanged.
+authors' released implementation computes (``docs/ARCHITECTURE.md`` describes
+it and where the paper's figure differs); module and parameter names follow
+the release so its checkpoints load unchanged.
 
 Only ``torch`` is imported here; no I/O, no device placement.
 """

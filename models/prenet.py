@@ -1,7 +1,6 @@
 """PReNet and its variants (Ren et al., "Progressive Image Deraining Networks", CVPR 2019).
 
-Written from the facts of the authors' release (see the project's PReNet
-specification).  Module names and ``nn.Sequential`` indices match the
+Written from the facts of the authors' release (``docs/ARCHITECTURE.md``).  Module names and ``nn.Sequential`` indices match the
 release, so its ``net_latest.pth`` files load strictly:
 
 =============  ========  ======================================  ==========

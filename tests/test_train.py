@@ -280,3 +280,23 @@ def test_speed_switches_train_and_keep_ema(pairs, tmp_path):
     ckpt = load_checkpoint(tmp_path / "Deraining" / "DMSR" / "model_latest.pth")
     key = "feat_extract.0.main.0.weight"
     assert ckpt["ema"] is not None and not torch.equal(ckpt["ema"][key], ckpt["model"][key])
+
+
+def test_fast_flag_turns_on_the_device_preset_and_records_it(pairs, tmp_path):
+    out = train.main(["--fast"] + _opts(pairs, tmp_path, "OPTIM.NUM_EPOCHS", "2", "TRAINING.MAX_STEPS_PER_EPOCH", "1",
+                                        "FAST.AMP", ""))  # --opts still override the preset (no bf16 here)
+    saved = load_config(None, None, freeze=False)
+    saved.merge_from_file(str(tmp_path / "Deraining" / "DMSR" / "config.yaml"))
+    assert saved.FAST.CHANNELS_LAST and saved.OPTIM.FUSED
+    assert saved.MODEL.ARGS.efficient_attention and saved.MODEL.ARGS.efficient_fft  # DMSR's exact fast options
+    assert saved.FAST.AMP == ""
+    assert "--fast" in (tmp_path / "Deraining" / "DMSR" / "config.yaml").read_text().splitlines()[0]
+    assert out["global_step"] == 2
+
+
+def test_release_keys_nothing_reads_are_accepted_and_dropped(tmp_path, caplog):
+    cfg_file = tmp_path / "old.yml"
+    cfg_file.write_text("GPU: [0]\nVERBOSE: True\nTRAINING:\n  SAVE_IMAGES: False\n  TRAIN_PS: 32\n")
+    cfg = load_config(str(cfg_file))
+    assert cfg.TRAINING.TRAIN_PS == 32 and "GPU" not in cfg and "SAVE_IMAGES" not in cfg.TRAINING
+    assert sum("nothing here reads" in r.getMessage() for r in caplog.records) == 3

@@ -12,6 +12,7 @@ else is new and defaults to the release's behaviour.
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
 
 import torch
@@ -25,10 +26,25 @@ class ConfigError(ValueError):
     """A configuration file or command-line option is wrong; the message names the key."""
 
 
+# Keys of the release's training.yml that nothing here reads: accepted (so its files load) and dropped
+# with a warning.  Devices come from --device / torchrun, not GPU.
+LEGACY_KEYS = ("GPU", "VERBOSE", "TRAINING.SAVE_IMAGES")
+log = logging.getLogger(__name__)
+
+
+def _drop_legacy(other: CN, source: str) -> None:
+    for dotted in LEGACY_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = other
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            del node[leaf]
+            log.warning("%s: %s is a key of the release that nothing here reads; ignored", source, dotted)
+
+
 def get_default_config() -> CN:
     c = CN()
-    c.GPU = [0]  # release key; ignored (use --device / torchrun), kept so old files load
-    c.VERBOSE = True
 
     c.MODEL = CN()
     c.MODEL.MODE = "Deraining"
@@ -70,7 +86,6 @@ def get_default_config() -> CN:
     c.TRAINING.TRAIN_DIR = "./Datasets/Synthetic_Rain_Datasets/train"
     c.TRAINING.VAL_DIR = "./Datasets/Synthetic_Rain_Datasets/test/Rain100L"
     c.TRAINING.SAVE_DIR = "./checkpoints"
-    c.TRAINING.SAVE_IMAGES = False
     c.TRAINING.STORE = ""  # optional pre-decoded store of TRAIN_DIR (scripts/build_store.py)
     c.TRAINING.NUM_WORKERS = 4
     c.TRAINING.SEED = 0
@@ -123,6 +138,7 @@ def load_config(config_file: str | None = None, opts: list[str] | None = None, f
                 other = cfg.load_cfg(f)
             except Exception as err:  # noqa: BLE001 - yaml raises several parser errors
                 raise ConfigError(f"{path}: not a valid YAML config: {err}") from None
+        _drop_legacy(other, str(path))
         _check_keys(cfg, other)
         try:
             cfg.merge_from_other_cfg(other)

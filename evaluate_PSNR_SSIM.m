@@ -8,14 +8,16 @@ function [psnr_sets, ssim_sets] = evaluate_PSNR_SSIM(result_root, gt_root, datas
 %
 % For each dataset, pairs <result_root>/<dataset>/* with <gt_root>/<dataset>/target/*
 % by file name ("rain-001.png" pairs with "norain-001.png", "001_rain" with
-% "001_clean", as utils/pairing.py does); a file without a partner, or a pair
+% "001_clean", as data/folders.py does); a file without a partner, or a pair
 % of different sizes, is an error naming it.  Scores, per image, then
 % averaged per set; "Average" is the mean of the set means:
-%   * Y of ITU-R BT.601 YCbCr rounded to uint8 (what rgb2ycbcr gives for uint8);
+%   * Y of ITU-R BT.601 YCbCr, computed exactly and rounded half up to 0..255 (what
+%     rgb2ycbcr gives for uint8, except that its rounding of the 194 colours whose Y
+%     ends in .5 depends on the machine; docs/SCORING.md, "The Y channel");
 %   * PSNR = 20 log10(255 / RMSE);
 %   * SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K = [0.01 0.03],
 %     L = 255, 'valid' filtering, mean of the SSIM map.
-% The same numbers as evaluate.py (utils/metrics.py).  Runs unchanged in MATLAB
+% The same numbers as evaluate.py (metrics/psnr_ssim.py).  Runs unchanged in MATLAB
 % (parfor uses the Parallel Computing Toolbox when present, else runs serially)
 % and in GNU Octave (serially); no toolbox or package is needed.
 %
@@ -97,7 +99,7 @@ end
 
 
 function key = pair_key(filename)
-% The stem without one leading/trailing rain or clean marker (as utils/pairing.py).
+% The stem without one leading/trailing rain or clean marker (as data/folders.py).
 [~, stem] = fileparts(filename);
 marker = '(?:no)?rainy?|clean|gt';
 key = regexprep(stem, ['^(?:' marker ')[-_]'], '', 'once', 'ignorecase');
@@ -173,16 +175,16 @@ end
 
 
 function y = rgb_to_y(img)
-% Y channel (as double holding uint8 values) of a uint8 RGB image: rgb2ycbcr(img)(:, :, 1).
-% The floating-point steps are those of GNU Octave's rgb2ycbcr, spelled out so that
-% MATLAB, Octave and utils/metrics.py round every colour identically (uint8() rounds
-% halves away from zero).
-x = double(img) / 255;
-kr = 0.299;
-kb = 0.114;
-y = x(:, :, 1) * kr + x(:, :, 2) * (1 - kr - kb) + x(:, :, 3) * kb;
-y = y * 219 / 255 + 16 / 255;
-y = double(uint8(y * 255));
+% Y channel (as double holding uint8 values) of a uint8 RGB image, as metrics/psnr_ssim.py:
+%   Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, rounded half up (uint8()'s rule),
+% computed exactly: the numerator 65481 R + 128553 G + 24966 B + 16 * 255000 is an integer
+% below 2^26 (exact in double), and floor((num + 127500) / 255000) rounds it to the nearest
+% integer with halves up, on every machine.  rgb2ycbcr gives the same on every colour
+% except the 194 whose Y ends in exactly .5, where its floating-point result depends on
+% the machine (docs/SCORING.md, "The Y channel").
+x = double(img);
+num = 65481 * x(:, :, 1) + 128553 * x(:, :, 2) + 24966 * x(:, :, 3) + 16 * 255000;
+y = floor((num + 127500) / 255000);
 end
 
 

@@ -4,8 +4,9 @@ This is the one implementation used by validation, ``test.py``,
 ``evaluate.py`` and (written out again in MATLAB) ``evaluate_PSNR_SSIM.m``.
 The paper numbers are computed on 8-bit images:
 
-* **Y channel** - ITU-R BT.601 studio-range luma, rounded to uint8 the way
-  ``rgb2ycbcr`` does (:func:`rgb_to_y`);
+* **Y channel** - ITU-R BT.601 studio-range luma computed exactly in integers
+  and rounded half up, as MATLAB's uint8 conversion rounds (:func:`rgb_to_y`;
+  ``docs/SCORING.md``, "The Y channel");
 * **PSNR** - ``20 log10(data_range / RMSE)`` in float64;
 * **SSIM** - Wang et al. (2004): 11x11 Gaussian window, sigma 1.5,
   K = (0.01, 0.03), ``L = data_range``, 'valid' filtering (no padding), mean
@@ -26,8 +27,12 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K = (0.01, 0.03)
 
-# BT.601 luma weights, as GNU Octave's rgb2ycbcr derives its matrix from them.
-_KR, _KB = 0.299, 0.114
+# Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 for 8-bit R, G, B (BT.601's weights 0.299,
+# 0.587, 0.114 times 219), over a common denominator:
+# Y = (Y_OFFSET + 65481 R + 128553 G + 24966 B) / Y_DEN exactly.
+Y_COEFFS = (65481, 128553, 24966)
+Y_DEN = 255 * 1000
+Y_OFFSET = 16 * Y_DEN
 
 
 def _check_uint8(img: np.ndarray, what: str = "image") -> np.ndarray:
@@ -41,29 +46,30 @@ def _check_uint8(img: np.ndarray, what: str = "image") -> np.ndarray:
     return img
 
 
-def _round_half_up(x: np.ndarray) -> np.ndarray:
-    """MATLAB's uint8() rounding for non-negative values (halves go up), exactly."""
-    floor = np.floor(x)
-    return floor + (x - floor >= 0.5)
-
-
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
-    """Y channel (uint8, H x W) of an RGB uint8 image, as ``rgb2ycbcr(img)(:, :, 1)``.
+    """Y channel (uint8, H x W) of an RGB uint8 image: BT.601 luma, exact, rounded half up.
 
-    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` for R, G, B in [0, 1],
-    rounded half up.  The floating-point steps are those of GNU Octave's
-    ``rgb2ycbcr`` (which ``evaluate_PSNR_SSIM.m`` spells out), so the result is
-    bit-identical to it for all 2^24 colours, including the 194 colours whose
-    exact Y ends in .5.  A 2-D (already gray/Y) image is returned unchanged,
-    as the MATLAB script leaves single-channel images alone.
+    ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` for R, G, B in 0..255,
+    computed exactly in integer arithmetic as
+    ``(65481 R + 128553 G + 24966 B + 16 * 255000) / 255000`` and rounded to
+    the nearest integer, **halves up** - the rule of MATLAB's conversion to
+    uint8 (round half away from zero), which ``rgb2ycbcr`` applies.  Exactly
+    194 of the 2^24 colours have a Y ending in .5; for them ``rgb2ycbcr``'s
+    floating-point evaluation may land on either side depending on the
+    machine's arithmetic (BLAS, FMA), so this exact definition is the
+    project's: the same on every platform, and bit-identical to
+    ``rgb2ycbcr`` on every other colour.  ``evaluate_PSNR_SSIM.m`` computes the
+    same integers.  A 2-D (already gray/Y) image is returned unchanged, as the
+    MATLAB script leaves single-channel images alone.
     """
     img = _check_uint8(img)
     if img.ndim == 2:
         return img
-    x = img.astype(np.float64) / 255.0
-    y = x[..., 0] * _KR + x[..., 1] * (1.0 - _KR - _KB) + x[..., 2] * _KB
-    y = y * 219.0 / 255.0 + 16.0 / 255.0
-    return _round_half_up(y * 255.0).astype(np.uint8)
+    # int32 holds the numerator: at most 16 * 255000 + 219000 * 255 + 127500 < 2^26.
+    num = np.full(img.shape[:2], Y_OFFSET + Y_DEN // 2, dtype=np.int32)
+    for c, k in enumerate(Y_COEFFS):
+        num += img[..., c].astype(np.int32) * k
+    return (num // Y_DEN).astype(np.uint8)
 
 
 def psnr(img1: np.ndarray, img2: np.ndarray, *, data_range: float) -> float:

@@ -1,7 +1,8 @@
-"""utils/metrics.py: the papers' Y-channel PSNR/SSIM, checked against independent computations."""
+"""metrics/psnr_ssim.py: the papers' Y-channel PSNR/SSIM, checked against independent computations."""
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -38,11 +39,11 @@ def _pair(h=37, w=53, sigma=20.0, seed=0):
         ((255, 0, 0), 81),  # 16 + 65.481
         ((0, 255, 0), 145),  # 16 + 128.553
         ((0, 0, 255), 41),  # 16 + 24.966
-        # colours whose exact Y ends in .5: rounded as GNU Octave's rgb2ycbcr rounds them
+        # colours whose exact Y ends in .5 (125.5, 52.5, 198.5, 125.5): halves go up
         ((0, 204, 68), 126),
         ((2, 44, 141), 53),
-        ((123, 251, 249), 198),
-        ((209, 109, 9), 125),
+        ((123, 251, 249), 199),  # rgb2ycbcr's float evaluation gives 198 or 199 by machine
+        ((209, 109, 9), 126),  # ... and 125 or 126
     ],
 )
 def test_rgb_to_y_matches_rgb2ycbcr(rgb, y):
@@ -59,6 +60,40 @@ def test_rgb_to_y_is_within_half_a_level_of_the_exact_formula():
     assert np.abs(rgb_to_y(img) - exact).max() <= 0.5 + 1e-9
     gray = img[..., 0]
     assert rgb_to_y(gray) is gray  # already one channel: left alone, like the MATLAB script
+
+
+def _exact_y(r: int, g: int, b: int) -> int:
+    """BT.601 from its definition in exact rationals: 16 + 219 (0.299 R + 0.587 G + 0.114 B) / 255, halves up."""
+    kr, kg, kb = Fraction("0.299"), Fraction("0.587"), Fraction("0.114")
+    y = 16 + Fraction(219, 255) * (kr * r + kg * g + kb * b)
+    return math.floor(y + Fraction(1, 2))
+
+
+def test_rgb_to_y_is_exact_for_all_colours():
+    """All 2^24 colours against an independent exact computation; exactly 194 of them are ties (Y = k + 0.5)."""
+    g = np.arange(256, dtype=np.int64)
+    n_ties, tie_colours = 0, []
+    for r0 in range(0, 256, 32):  # 2M colours at a time
+        r = np.arange(r0, r0 + 32, dtype=np.int64)
+        num = 65481 * r[:, None, None] + 128553 * g[None, :, None] + 24966 * g[None, None, :]
+        whole, rest = np.divmod(num, 255000)  # Y - 16 = whole + rest / 255000
+        expected = 16 + whole + (2 * rest >= 255000)
+        img = np.empty((32, 256, 256, 3), dtype=np.uint8)
+        img[..., 0], img[..., 1], img[..., 2] = r[:, None, None], g[None, :, None], g[None, None, :]
+        y = rgb_to_y(img.reshape(-1, 256, 3)).reshape(expected.shape)
+        np.testing.assert_array_equal(y, expected)
+        ties = rest == 127500
+        n_ties += int(ties.sum())
+        tie_colours += [(int(r[i]), int(j), int(k)) for i, j, k in np.argwhere(ties)]
+    assert n_ties == len(tie_colours) == 194
+    # The same, in exact rationals straight from BT.601's weights, on every tie and a sample of the rest.
+    rng = np.random.default_rng(3)
+    sample = tie_colours + [(0, 0, 0), (255, 255, 255)] + [tuple(map(int, c)) for c in rng.integers(0, 256, (500, 3))]
+    img = np.array(sample, dtype=np.uint8)[None]
+    assert rgb_to_y(img)[0].tolist() == [_exact_y(*c) for c in sample]
+    for c in tie_colours:
+        y = 16 + Fraction(219, 255) * (Fraction("0.299") * c[0] + Fraction("0.587") * c[1] + Fraction("0.114") * c[2])
+        assert y.denominator == 2, c
 
 
 def test_psnr_known_values():

@@ -1,4 +1,4 @@
-"""utils/pairing.py: files pair by name (rain-/norain- style markers stripped), never by position."""
+"""data/folders.py: files pair by name (rain-/norain- style markers stripped), never by position."""
 from __future__ import annotations
 
 from pathlib import Path

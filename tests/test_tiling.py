@@ -1,4 +1,4 @@
-"""utils/tiling.py: the release's 128-pixel window protocol and whole-image inference."""
+"""inference/windows.py: the release's 128-pixel window protocol and whole-image inference."""
 from __future__ import annotations
 
 import pytest

@@ -163,6 +163,9 @@ def write_json(path: str | os.PathLike | None, data: dict) -> None:
 
 def emit_report(report: dict, path: str | os.PathLike | None) -> dict:
     """Print a benchmark's report as one JSON line (after its table) and write it to ``path`` when given."""
+    fast = report.get("results", {}).get("fast") or {}
+    if fast.get("switches"):
+        print("fast switches: " + " ".join(fast["switches"]))
     print(json.dumps(report))
     write_json(path, report)
     return report
@@ -183,3 +186,22 @@ def run_isolated(script: str | os.PathLike, argv: Sequence[str]) -> dict:
     if not lines:
         raise RuntimeError(f"{' '.join(cmd)} printed nothing:\n{proc.stderr[-4000:]}")
     return json.loads(lines[-1])
+
+
+def add_variant_arguments(parser) -> None:
+    """The options every plain-vs-fast benchmark shares: model, device, variants, fast switches, seed, output."""
+    import argparse
+
+    parser.add_argument("--model", default="DMSR", help="registered model name (default: %(default)s)")
+    parser.add_argument("--model-opts", "--model_opts", nargs="*", default=None, metavar="KEY=VALUE",
+                        help="model constructor options for both variants, e.g. base_channels=16 num_res=2")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--variants", nargs="+", default=["plain", "fast"], choices=["plain", "fast"],
+                        help="what to measure (default: both)")
+    parser.add_argument("--fast-opts", nargs="+", default=None, metavar="KEY VALUE",
+                        help="config overrides of the fast variant (default: training.config.fast_opts for the device)")
+    parser.add_argument("--compile", action="store_true", help="add FAST.COMPILE True to the fast variant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--in-process", action="store_true", help="measure every variant in this process")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one variant

@@ -30,11 +30,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.common import add_variant_arguments
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="DMSR", help="registered model name (default: %(default)s)")
+    add_variant_arguments(p)
     p.add_argument("--weights", default=None, help="checkpoint to load (default: the seeded random initialisation)")
-    p.add_argument("--model-opts", "--model_opts", nargs="*", default=None, metavar="KEY=VALUE",
-                   help="model constructor options for both variants")
     p.add_argument("--image", default=None,
                    help="image to derain, resized (area) to the size below (default: seeded random pixels)")
     p.add_argument("--height", type=int, default=320)
@@ -43,15 +43,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="window sizes to time; 0 = whole image (default: 128 0)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per mode (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per mode (default: %(default)s)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--variants", nargs="+", default=["plain", "fast"], choices=["plain", "fast"])
-    p.add_argument("--fast-opts", nargs="+", default=None, metavar="KEY VALUE",
-                   help="config overrides of the fast variant (default: training.config.fast_opts for the device)")
-    p.add_argument("--compile", action="store_true", help="add FAST.COMPILE True to the fast variant")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--in-process", action="store_true", help="measure every variant in this process")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one variant
     p.add_argument("--outputs", default=None, help=argparse.SUPPRESS)  # internal: where a worker saves its outputs
     return p.parse_args(argv)
 
@@ -181,8 +172,6 @@ def main(argv: list[str] | None = None) -> dict:
           f"{args.repeats} timed calls after {args.warmup}")
     print(format_table(["mode", "variant", "ms/image", f"peak MB ({results[args.variants[0]]['peak_memory_kind']})",
                         "fast/plain", "max |fast - plain|"], rows))
-    if "fast" in results:
-        print("fast switches: " + " ".join(results["fast"]["switches"]))
     return emit_report(report, args.json)
 
 

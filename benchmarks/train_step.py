@@ -26,25 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from benchmarks.common import add_variant_arguments
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="DMSR", help="registered model name (default: %(default)s)")
+    add_variant_arguments(p)
     p.add_argument("--config", default=None, help="YAML config for the loss and optimizer (default: the built-in DMSR one)")
-    p.add_argument("--model-opts", "--model_opts", nargs="*", default=None, metavar="KEY=VALUE",
-                   help="model constructor options for both variants, e.g. base_channels=16 num_res=2")
     p.add_argument("--batch", type=int, default=4, help="batch size (default: %(default)s)")
     p.add_argument("--patch", type=int, default=64, help="patch size (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first, compilation included (default: %(default)s)")
     p.add_argument("--steps", type=int, default=5, help="timed steps (default: %(default)s)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    p.add_argument("--variants", nargs="+", default=["plain", "fast"], choices=["plain", "fast"],
-                   help="what to measure (default: both)")
-    p.add_argument("--fast-opts", nargs="+", default=None, metavar="KEY VALUE",
-                   help="config overrides of the fast variant (default: training.config.fast_opts for the device)")
-    p.add_argument("--compile", action="store_true", help="add FAST.COMPILE True to the fast variant")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--in-process", action="store_true", help="measure every variant in this process")
-    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one variant, JSON on stdout
     return p.parse_args(argv)
 
 
@@ -145,8 +135,6 @@ def main(argv: list[str] | None = None) -> dict:
                         "last loss"], rows))
     if "speedup" in report:
         print(f"fast/plain throughput: {report['speedup']:.2f}x")
-    if "fast" in results:
-        print("fast switches: " + " ".join(results["fast"]["switches"]))
     return emit_report(report, args.json)
 
 

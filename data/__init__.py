@@ -15,23 +15,21 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset
 
+from utils.registry import Registry
+
 from .folders import DatasetError, ImagePair
 from .loader import build_train_loader, sample_rng, seed_worker, set_epoch
 from .paired import PairedTrainDataset, PairedValDataset
 
-DATASETS = {
+DATASETS = Registry("dataset", {
     "paired_train": PairedTrainDataset,
     "paired_val": PairedValDataset,
-}
+})
 
 
 def build_dataset(name: str, **kwargs) -> Dataset:
     """Build the dataset registered as ``name`` with its keyword arguments."""
-    try:
-        cls = DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}") from None
-    return cls(**kwargs)
+    return DATASETS.get_class(name)(**kwargs)
 
 
 __all__ = [

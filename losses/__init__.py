@@ -10,34 +10,26 @@ from __future__ import annotations
 
 from torch import nn
 
+from utils.registry import Registry
+
 from .multiscale import DMSRLoss
 from .pixel import CharbonnierLoss, EdgeLoss, L1Loss, MSPFNLoss
 from .ssim import PReNetLoss
 
-LOSSES: dict[str, type[nn.Module]] = {
+LOSSES = Registry("loss", {
     "L1": L1Loss,
     "Charbonnier": CharbonnierLoss,
     "EdgeLoss": EdgeLoss,
     "MSPFNLoss": MSPFNLoss,
     "DMSRLoss": DMSRLoss,
     "PReNetLoss": PReNetLoss,
-}
-
-
-def loss_names() -> list[str]:
-    return sorted(LOSSES)
+})
+loss_names = LOSSES.names
 
 
 def build_loss(name: str, **kwargs) -> nn.Module:
     """Instantiate a registered loss by name; unknown names list the valid ones."""
-    try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise KeyError(f"unknown loss {name!r}; known losses: {', '.join(loss_names())}") from None
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise TypeError(f"bad options for loss {name}: {err}") from None
+    return LOSSES.build(name, **kwargs)
 
 
 __all__ = [

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from utils.registry import Registry
+
 from .dmsr import DMSR
 from .identity import Identity
 from .mspfn import MSPFN
@@ -15,7 +17,7 @@ from .spec import ModelSpec, primary_output, spec_of
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names", "primary_output", "spec_of"]
 
-MODELS: dict[str, type[nn.Module]] = {
+MODELS = Registry("model", {
     "DMSR": DMSR,
     "Identity": Identity,
     "MSPFN": MSPFN,
@@ -23,24 +25,11 @@ MODELS: dict[str, type[nn.Module]] = {
     "PReNet_r": PReNet_r,
     "PRN": PRN,
     "PRN_r": PRN_r,
-}
-
-
-def model_names() -> list[str]:
-    return sorted(MODELS)
-
-
-def get_model_class(name: str) -> type[nn.Module]:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(model_names())}") from None
+})
+model_names = MODELS.names
+get_model_class = MODELS.get_class
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
     """Instantiate a registered model by name."""
-    cls = get_model_class(name)
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise TypeError(f"bad options for model {name}: {err}") from None
+    return MODELS.build(name, **kwargs)

@@ -9,8 +9,10 @@ from torch import nn
 
 from .dmsr import DMSR
 from .identity import Identity
+from .jorder_e import JORDER_E
 from .mspfn import MSPFN
 from .prenet import PRN, PReNet, PReNet_r, PRN_r
+from .spanet import SPANet
 from .spec import ModelSpec, primary_output, spec_of
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names", "primary_output", "spec_of"]
@@ -18,11 +20,13 @@ __all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names
 MODELS: dict[str, type[nn.Module]] = {
     "DMSR": DMSR,
     "Identity": Identity,
+    "JORDER_E": JORDER_E,
     "MSPFN": MSPFN,
     "PReNet": PReNet,
     "PReNet_r": PReNet_r,
     "PRN": PRN,
     "PRN_r": PRN_r,
+    "SPANet": SPANet,
 }
 
 

@@ -26,7 +26,7 @@ from utils.checkpoint import (
     load_checkpoint,
 )
 from utils.distributed import resolve_device  # noqa: F401 - re-exported for the entry points
-from utils.image_io import tensor_to_uint8, uint8_to_tensor
+from utils.image_io import levels_to_uint8, uint8_to_tensor
 from utils.precision import amp_dtype, autocast
 
 from .windows import DEFAULT_MAX_BATCH, restore_tensor
@@ -108,7 +108,8 @@ def derain_image(
 
     The image is converted to the network's convention (its spec's channel
     order and value range), run by the spec's protocol (``tile`` overrides
-    it), converted back, clamped and turned into 8 bits by ``quantize``
+    it), converted back to grey levels (:meth:`~models.spec.ModelSpec.to_levels`),
+    clamped and turned into 8 bits by ``quantize``
     ("round" or "truncate"; default: the spec's, i.e. what the authors' test
     script does).  ``amp`` ("bf16"/"fp16") runs the network under autocast.
     """
@@ -116,8 +117,7 @@ def derain_image(
     x = spec.to_network(uint8_to_tensor(img).unsqueeze(0).to(device))
     with torch.inference_mode(), autocast(torch.device(device), amp_dtype(amp)):
         out = restore_tensor(model, x, tile, max_batch)
-    out = spec.from_network(out[0].float())
-    return tensor_to_uint8(out, quantize or spec.quantize)
+    return levels_to_uint8(spec.to_levels(out[0].float()), quantize or spec.quantize)
 
 
 def add_model_arguments(parser) -> None:

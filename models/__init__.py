@@ -11,8 +11,10 @@ from utils.registry import Registry
 
 from .dmsr import DMSR
 from .identity import Identity
+from .jorder_e import JORDER_E
 from .mspfn import MSPFN
 from .prenet import PRN, PReNet, PReNet_r, PRN_r
+from .spanet import SPANet
 from .spec import ModelSpec, primary_output, spec_of
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names", "primary_output", "spec_of"]
@@ -20,11 +22,13 @@ __all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names
 MODELS = Registry("model", {
     "DMSR": DMSR,
     "Identity": Identity,
+    "JORDER_E": JORDER_E,
     "MSPFN": MSPFN,
     "PReNet": PReNet,
     "PReNet_r": PReNet_r,
     "PRN": PRN,
     "PRN_r": PRN_r,
+    "SPANet": SPANet,
 })
 model_names = MODELS.names
 get_model_class = MODELS.get_class

@@ -38,9 +38,11 @@ class ModelSpec:
         min_size: smallest height/width the network accepts (padded up to it).
         default_tile: window size of the paper's test protocol; 0 = whole image.
         channel_order: "RGB" or "BGR" - what the network receives.
-        input_range: (low, high) that pixel values 0 and 255 map to.
+        input_range: (low, high) that pixel values 0 and 255 map to; (0, 255)
+            keeps grey levels exact both ways (:meth:`to_levels`).
         quantize: how the authors' test script converts outputs to 8 bits:
-            "round" (nearest grey level) or "truncate" (``np.uint8`` of the
+            "round" (nearest grey level, half to even like ``torch.round`` and
+            ``cv2.imwrite`` of floats) or "truncate" (``np.uint8`` of the
             clipped value).
         fast_opts: constructor options of the exact fast path (same weights,
             same outputs to float rounding), used by ``--fast``.
@@ -80,7 +82,7 @@ class ModelSpec:
         if self.channel_order == "BGR":
             x = x.flip(-3)
         low, high = self.input_range
-        if (low, high) != (0.0, 1.0):
+        if (low, high) != (0.0, 1.0):  # exact for (0, 255): float32(k / 255) * 255 == k for every k
             x = x * (high - low) + low
         return x
 
@@ -92,6 +94,21 @@ class ModelSpec:
         if self.channel_order == "BGR":
             y = y.flip(-3)
         return y
+
+    def to_levels(self, y: torch.Tensor) -> torch.Tensor:
+        """The network's image as RGB grey levels (0-255 scale, not clamped), for the 8-bit conversion.
+
+        A network working on the 0-255 scale (``high - low == 255``) keeps its
+        values as they are, so clamping and rounding them gives exactly what
+        its release saves (``clamp(0, 255).round()``); dividing by 255 and
+        multiplying back would move values next to a half grey level.  Other
+        ranges go through :meth:`from_network` and are multiplied by 255.
+        """
+        low, high = self.input_range
+        if high - low == 255.0:
+            y = y - low if low else y
+            return y.flip(-3) if self.channel_order == "BGR" else y
+        return self.from_network(y) * 255.0
 
 
 def spec_of(model: nn.Module) -> ModelSpec:

@@ -13,6 +13,9 @@ Formats accepted by :func:`load_model_weights`:
          "epoch": int, "best_psnr": float, "best_epoch": int,
          "rng": {...}, "config": str (YAML)}
 
+(d) a ``{'net': state_dict, ...}`` wrapper (SPANet's ``{'net', 'clock', 'opt'}``),
+    with or without ``module.`` (RecDerain's copies).
+
 Files are always read with ``torch.load(..., weights_only=True)``, so a
 checkpoint cannot run code.  Anything wrong - not a checkpoint, truncated,
 keys or shapes that do not fit - raises :class:`CheckpointError` naming the
@@ -76,6 +79,8 @@ def extract_state_dict(ckpt: Mapping, path: str | os.PathLike = "<checkpoint>", 
         state = ckpt["state_dict"]
     elif "params" in ckpt and isinstance(ckpt["params"], Mapping):  # BasicSR-style exports
         state = ckpt["params_ema"] if use_ema and "params_ema" in ckpt else ckpt["params"]
+    elif "net" in ckpt and isinstance(ckpt["net"], Mapping):  # SPANet's {'net', 'clock', 'opt'}
+        state = ckpt["net"]
     else:
         state = ckpt
     if not isinstance(state, Mapping) or not state:

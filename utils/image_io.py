@@ -127,8 +127,14 @@ def tensor_to_uint8(t: torch.Tensor, quantize: str = "round") -> np.ndarray:
     ``quantize="truncate"`` drops the fraction instead, as PReNet's release
     does (``np.uint8(255 * x)``); it costs about half a grey level on average.
     """
+    return levels_to_uint8(t.detach().float().clamp(0.0, 1.0).mul(255.0), quantize)
+
+
+def levels_to_uint8(levels: torch.Tensor, quantize: str = "round") -> np.ndarray:
+    """float (3, H, W) grey levels (0-255 scale) -> uint8 (H, W, 3): clamped to [0, 255], then
+    rounded half to even (``torch.round``, as ``cv2.imwrite`` of floats) or truncated."""
     if quantize not in ("round", "truncate"):
         raise ValueError(f"quantize must be 'round' or 'truncate', got {quantize!r}")
-    t = t.detach().float().clamp(0.0, 1.0).mul(255.0)
+    t = levels.detach().float().clamp(0.0, 255.0)
     t = t.round() if quantize == "round" else t.floor()
     return t.to(torch.uint8).permute(1, 2, 0).cpu().numpy()

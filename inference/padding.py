@@ -2,7 +2,7 @@
 
 DMSR needs height and width divisible by 16 and at least 64 (its coarsest
 attention pads 3 pixels by reflection on a 1/16-size map); MSPFN needs
-multiples of 8.  :func:`pad_to_multiple` reflect-pads the bottom and right
+multiples of 4.  :func:`pad_to_multiple` reflect-pads the bottom and right
 edges up to the next multiple (and the minimum size) and
 :func:`forward_padded` runs a model on the padded image and crops every
 output back (multi-scale outputs are cropped proportionally).

@@ -26,7 +26,7 @@ from utils.checkpoint import (
     load_checkpoint,
 )
 from utils.distributed import resolve_device  # noqa: F401 - re-exported for the entry points
-from utils.image_io import levels_to_uint8, uint8_to_tensor
+from utils.image_io import levels_to_uint8
 from utils.precision import amp_dtype, autocast
 
 from .windows import DEFAULT_MAX_BATCH, restore_tensor
@@ -114,7 +114,7 @@ def derain_image(
     script does).  ``amp`` ("bf16"/"fp16") runs the network under autocast.
     """
     spec = spec_of(model)
-    x = spec.to_network(uint8_to_tensor(img).unsqueeze(0).to(device))
+    x = spec.uint8_to_network(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).unsqueeze(0).to(device))
     with torch.inference_mode(), autocast(torch.device(device), amp_dtype(amp)):
         out = restore_tensor(model, x, tile, max_batch)
     return levels_to_uint8(spec.to_levels(out[0].float()), quantize or spec.quantize)

@@ -7,19 +7,27 @@ MSPFN specification), not from their code.  Layer widths scale with
 
 Layers that change the resolution reproduce TensorFlow's ``'SAME'`` padding
 so weights ported from the release compute the same numbers: a stride-2
-convolution pads the extra pixel after (bottom/right), and a stride-2
-transposed convolution is the exact adjoint of that convolution (its output
-is twice its input, the last row/column of the full transposed convolution
-being dropped).  Inputs must be multiples of 8 on both sides
-(``pad_multiple``); wrap the model with ``inference.padding.forward_padded``
-for other sizes.
+convolution of an even side pads one pixel after (bottom/right), of an odd
+side one on each side; a stride-2 transposed convolution is the exact adjoint
+of that convolution for the size it must produce (the size of the map it is
+added to, as the release passes ``output_shape``).  Height and width must be
+multiples of 4 (the 1/4-scale input pyramid); the 1/8-scale maps inside the
+attention blocks may then have odd sides.  Wrap the model with
+``inference.padding.forward_padded`` for other sizes.
 
 The network predicts a rain layer R and returns the derained image I - R.
-Nothing in it assumes a pixel range; only learned weights do.  The release
-trained on pixels scaled to [-1, 1]; with ``input_range=(-1, 1)`` the model
-takes [0, 1] images, runs the network on the [-1, 1] version, and maps the
-result back to [0, 1].  The default (0, 1) runs the network on the input as
-it is.
+Nothing in it assumes a pixel range; only learned weights do.  Two input
+conventions (``convention``), declared in the model's :class:`ModelSpec` so
+``test.py`` and ``derain.py`` convert images accordingly:
+
+* ``"rgb01"`` (default; this project's training): RGB in [0, 1].
+* ``"release"``: what the authors' TensorFlow test script feeds - BGR scaled
+  to [-1, 1] (``img / 127.5 - 1``), the whole image, outputs to 8 bits by
+  truncation (``np.uint8(np.clip((y + 1) * 127.5, 0, 255))``).  Weights
+  converted from the release (``scripts/convert_mspfn_tf.py``) use it.
+
+The older ``input_range=(-1, 1)`` option (kept so checkpoints saved with it
+still load) takes RGB [0, 1] images and rescales them inside ``forward``.
 """
 from __future__ import annotations
 
@@ -63,22 +71,27 @@ class Conv2dSame(nn.Conv2d):
 
 
 class ConvTranspose2dSame(nn.ConvTranspose2d):
-    """TensorFlow ``conv2d_transpose`` with ``'SAME'`` padding, stride 2: output exactly 2x the input.
+    """TensorFlow ``conv2d_transpose`` with ``'SAME'`` padding and stride 2.
 
     TensorFlow defines it as the adjoint (gradient) of a ``'SAME'`` stride-2
-    convolution on the 2x-sized image, which pads only after.  That equals
-    an unpadded transposed convolution with its last row and column
-    dropped.  (PyTorch's ``padding=1, output_padding=1`` has the same shape
-    but is shifted by one pixel.)
+    convolution on an image of the requested ``size`` (default: twice the
+    input).  That equals an unpadded transposed convolution cropped to
+    ``size`` after skipping the forward convolution's leading padding: for an
+    even side the last row/column is dropped, for an odd side the first and
+    last.  (PyTorch's ``padding=1, output_padding=1`` has the 2x shape but is
+    shifted by one pixel.)
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 2,
                  bias: bool = False):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         h, w = x.shape[-2:]
-        out_h, out_w = h * self.stride[0], w * self.stride[1]
+        out_h, out_w = (h * self.stride[0], w * self.stride[1]) if size is None else (int(size[0]), int(size[1]))
+        if -(-out_h // self.stride[0]) != h or -(-out_w // self.stride[1]) != w:
+            raise ValueError(f"a stride-{self.stride[0]} transposed convolution cannot turn {h}x{w} into "
+                             f"{out_h}x{out_w}")
         top, _ = _same_pad(out_h, self.kernel_size[0], self.stride[0])
         left, _ = _same_pad(out_w, self.kernel_size[1], self.stride[1])
         y = super().forward(x)
@@ -98,15 +111,15 @@ class ConvAct(nn.Module):
 
 
 class UpAct(nn.Module):
-    """2x up-sampling (TF-'SAME' transposed convolution) followed by PReLU."""
+    """2x up-sampling (TF-'SAME' transposed convolution) to ``size`` (default 2x), followed by PReLU."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.up = ConvTranspose2dSame(in_channels, out_channels)
         self.act = _prelu(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.up(x))
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        return self.act(self.up(x, size))
 
 
 class DownAct(nn.Module):
@@ -203,8 +216,8 @@ class URAB(nn.Module):
         self.up = UpAct(2 * width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.down(x)
-        return self.up(torch.cat([d, self.caus(d)], dim=1))
+        d = self.down(x)  # ceil(side / 2): an odd side goes back up to the same odd size
+        return self.up(torch.cat([d, self.caus(d)], dim=1), x.shape[-2:])
 
 
 class InitialFeatures(nn.Module):
@@ -233,10 +246,11 @@ class CoarseFusion(nn.Module):
         self.up_half = UpAct(width, width)  # C2 -> full scale
 
     def forward(self, f1, f2, f4):
+        half, full = f2.shape[-2:], f1.shape[-2:]
         c4 = f4 + self.rru_quarter(f4)
-        u = self.up_quarter(c4)
+        u = self.up_quarter(c4, half)
         c2 = f2 + self.rru_half(f2 + u)
-        c1 = f1 + self.rru_full(f1 + self.up_quarter_full(u) + self.up_half(c2))
+        c1 = f1 + self.rru_full(f1 + self.up_quarter_full(u, full) + self.up_half(c2, full))
         return c1, c2, c4
 
 
@@ -254,15 +268,22 @@ class FineFusion(nn.Module):
         self.up_half = UpAct(width, width)
 
     def forward(self, r1, r2, r4):
-        r4 = r4 + self.urab_quarter(r4)
-        v = self.up_quarter(r4)
+        half, full = r2.shape[-2:], r1.shape[-2:]
+        r4 = r4 + self.urab_quarter(r4)  # new tensors: the coarse states c1, c2, c4 keep their values
+        v = self.up_quarter(r4, half)
         r2 = r2 + self.urab_half(r2 + v)
-        r1 = r1 + self.urab_full(r1 + self.up_quarter_full(v) + self.up_half(r2))
+        r1 = r1 + self.urab_full(r1 + self.up_quarter_full(v, full) + self.up_half(r2, full))
         return r1, r2, r4
 
 
 class Reconstruction(nn.Module):
-    """Fuse the fine and coarse features of each scale and predict the rain layer."""
+    """Fuse the fine and coarse features of each scale and predict the rain layer.
+
+    ``tail`` takes concat[up-sampled coarser scales, full scale]; the release
+    concatenates the other way round (its ``rnn5``), which the weight
+    converter (:mod:`models.mspfn_tf`) handles by swapping the two halves of
+    the kernel's input channels - the same function either way.
+    """
 
     def __init__(self, width: int, out_channels: int = 3):
         super().__init__()
@@ -278,8 +299,12 @@ class Reconstruction(nn.Module):
         g1 = self.fuse_full(torch.cat([r1, c1], dim=1))
         g2 = self.fuse_half(torch.cat([r2, c2], dim=1))
         g4 = self.fuse_quarter(torch.cat([r4, c4], dim=1))
-        g = self.up_half(torch.cat([self.up_quarter(g4), g2], dim=1))
+        g = self.up_half(torch.cat([self.up_quarter(g4, g2.shape[-2:]), g2], dim=1), g1.shape[-2:])
         return self.out(self.tail(torch.cat([g, g1], dim=1)))
+
+
+CONVENTIONS = ("rgb01", "release")
+SIZE_MULTIPLE = 4  # the input pyramid averages 4x4 blocks
 
 
 class MSPFN(nn.Module):
@@ -291,28 +316,40 @@ class MSPFN(nn.Module):
         caus: channel attention units per URAB at the (1/4, 1/2, full) scales;
             (1, 3, 3) as the training code, (1, 1, 1) as the released checkpoint.
         in_channels: image channels (3).
-        input_range: pixel range the weights expect; [0, 1] inputs are mapped
-            to it and the output mapped back.  (0, 1) does nothing; the
-            authors' release used (-1, 1).
+        convention: "rgb01" (RGB in [0, 1], this project's training) or
+            "release" (the authors' test script: BGR in [-1, 1], whole image,
+            8 bits by truncation); only the spec differs, not the network.
+        input_range: kept for older checkpoints: with ``(-1, 1)`` the model
+            takes RGB [0, 1] images and runs the network on them rescaled to
+            [-1, 1] (and maps the result back).  Only with ``convention="rgb01"``.
 
-    ``forward(x)`` takes (B, C, H, W) with H and W multiples of 8 and returns
+    ``forward(x)`` takes (B, C, H, W) with H and W multiples of 4 and returns
     the derained image x - R.
     """
 
-    spec = ModelSpec(pad_multiple=8)
+    spec = ModelSpec(pad_multiple=SIZE_MULTIPLE)
 
     def __init__(self, width: int = 64, num_ffm: int = 17, caus: tuple[int, int, int] = (1, 3, 3),
-                 in_channels: int = 3, input_range: tuple[float, float] = (0.0, 1.0)):
+                 in_channels: int = 3, convention: str = "rgb01",
+                 input_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
         if width % 4:
             raise ValueError(f"width must be a multiple of 4, got {width}")
         caus = tuple(int(n) for n in caus)
         if len(caus) != 3 or min(caus) < 0:
             raise ValueError(f"caus must be three non-negative counts (1/4, 1/2, full), got {caus}")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         low, high = (float(v) for v in input_range)
         if not high > low:
             raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
+        if convention == "release" and (low, high) != (0.0, 1.0):
+            raise ValueError("convention='release' already takes [-1, 1] input; leave input_range at (0, 1)")
+        self.convention = convention
         self.input_range = (low, high)
+        if convention == "release":
+            self.spec = MSPFN.spec.replace(channel_order="BGR", input_range=(-1.0, 1.0), quantize="truncate",
+                                           pad_multiple=SIZE_MULTIPLE, default_tile=0)
         self.features = InitialFeatures(width, in_channels)
         self.cfm = CoarseFusion(width)
         self.ffm = nn.ModuleList(FineFusion(width, caus) for _ in range(num_ffm))
@@ -334,9 +371,9 @@ class MSPFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        if h % self.spec.pad_multiple or w % self.spec.pad_multiple:
+        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
             raise ValueError(
-                f"MSPFN needs height and width divisible by {self.spec.pad_multiple}, got {h}x{w}; "
+                f"MSPFN needs height and width divisible by {SIZE_MULTIPLE}, got {h}x{w}; "
                 "pad the input (inference.padding.forward_padded)"
             )
         low, high = self.input_range

@@ -86,6 +86,22 @@ class ModelSpec:
             x = x * (high - low) + low
         return x
 
+    def uint8_to_network(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) 8-bit RGB (any integer or float dtype holding 0..255) -> what the network receives.
+
+        The same as ``to_network(img / 255)`` with one rounding instead of
+        several: ``(k * (high - low) + 255 * low) / 255`` in float32, so the
+        [-1, 1] range gives exactly ``float32(k / 127.5 - 1)`` (what the
+        TensorFlow releases feed) and [0, 1] exactly ``k / 255``.
+        """
+        x = img.float()
+        if self.channel_order == "BGR":
+            x = x.flip(-3)
+        low, high = self.input_range
+        if (low, high) != (0.0, 1.0):
+            x = x * (high - low) + 255.0 * low
+        return x / 255.0
+
     def from_network(self, y: torch.Tensor) -> torch.Tensor:
         """The network's image back to RGB in [0, 1] (not clamped)."""
         low, high = self.input_range

@@ -44,19 +44,79 @@ def test_parameter_counts_match_release(caus, total, per_ffm):
 def test_registry_and_class_attributes():
     net = build_model("MSPFN", width=8, num_ffm=1)
     assert isinstance(net, MSPFN)
-    assert (MSPFN.spec.pad_multiple, MSPFN.spec.default_tile) == (8, 0)
+    assert (MSPFN.spec.pad_multiple, MSPFN.spec.default_tile) == (4, 0)
+    assert net.spec is MSPFN.spec and net.spec.is_plain
     assert len(net.ffm) == 1
 
 
-def test_odd_size_through_forward_padded_keeps_shape():
+def test_release_convention_spec_and_options():
+    net = build_model("MSPFN", width=8, num_ffm=1, convention="release")
+    spec = net.spec
+    assert (spec.channel_order, spec.input_range, spec.quantize) == ("BGR", (-1.0, 1.0), "truncate")
+    assert (spec.pad_multiple, spec.default_tile) == (4, 0) and not spec.is_plain
+    assert MSPFN.spec.is_plain  # the class's spec is untouched
+    with pytest.raises(ValueError, match="convention must be one of"):
+        MSPFN(width=8, num_ffm=1, convention="bgr")
+    with pytest.raises(ValueError, match="leave input_range"):
+        MSPFN(width=8, num_ffm=1, convention="release", input_range=(-1, 1))
+    # same network, same weights: only the conventions around it differ
+    plain = _tiny().eval()
+    release = _tiny(convention="release").eval()
+    release.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 12, 20) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(release(x), plain(x))
+
+
+def test_release_convention_converts_images_exactly_as_the_release_script():
+    """In: ``float32(img / 127.5 - 1)`` of the BGR image; out: ``np.uint8(np.clip((y + 1) * 127.5, 0, 255))``."""
+    from utils.image_io import tensor_to_uint8
+
+    spec = MSPFN(width=4, num_ffm=0, caus=(0, 0, 0), convention="release").spec
+    rgb = torch.arange(256, dtype=torch.uint8).repeat(3, 1)[:, None]  # every grey level, (3, 1, 256)
+    bgr = rgb.flip(0).numpy().transpose(1, 2, 0)
+    got = spec.uint8_to_network(rgb[None])[0].numpy().transpose(1, 2, 0)
+    assert np.array_equal(got, (bgr / 127.5 - 1).astype(np.float32))
+    assert torch.equal(MSPFN.spec.uint8_to_network(rgb[None]), rgb[None].float() / 255)  # plain: unchanged
+    # outputs: random values plus the float32 neighbours of every grey-level boundary
+    edges = np.arange(-2, 258, dtype=np.float64) / 127.5 - 1
+    near = np.concatenate([np.nextafter(edges.astype(np.float32), np.float32(d)) for d in (-2, 2)])
+    y = np.concatenate([np.random.default_rng(0).uniform(-1.2, 1.2, 30_000), edges, near]).astype(np.float32)
+    y = y[: y.size // 3 * 3].reshape(1, 3, 1, -1)  # network output: BGR
+    want = np.uint8(np.clip((y[0].transpose(1, 2, 0) + 1) * 127.5, 0, 255.0))[..., ::-1]  # saved BGR -> RGB
+    ours = tensor_to_uint8(spec.from_network(torch.from_numpy(y))[0], spec.quantize)
+    assert np.array_equal(ours, want)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (36, 52), (100, 132)])
+def test_any_size_through_forward_padded_keeps_shape(size):
     net = _tiny().eval()
-    x = torch.rand(2, 3, 37, 53)
+    x = torch.rand(2, 3, *size)
     with torch.no_grad():
         y = forward_padded(net, x, net.spec.pad_multiple)
     assert y.shape == x.shape
     assert torch.isfinite(y).all()
-    with pytest.raises(ValueError, match="divisible by 8"):
-        net(x)
+    if size[0] % 4:
+        with pytest.raises(ValueError, match="divisible by 4"):
+            net(x)
+
+
+def test_sides_that_are_4_times_odd_give_odd_eighth_scale_maps():
+    """36x52: the 1/4-scale maps are 9x13, the attention blocks work at 5x7 and come back to 9x13."""
+    net = _tiny().eval()
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen.setdefault(name, tuple(output.shape[-2:]))
+        return hook
+
+    net.ffm[0].urab_quarter.down.register_forward_hook(record("down"))
+    net.ffm[0].urab_quarter.register_forward_hook(record("up"))
+    with torch.no_grad():
+        y = net(torch.rand(1, 3, 36, 52))
+    assert y.shape == (1, 3, 36, 52)
+    assert seen == {"down": (5, 7), "up": (9, 13)}
 
 
 def _manual_same_conv_stride2(x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -105,6 +165,27 @@ def test_transposed_conv_is_adjoint_of_same_conv_and_doubles_size():
     assert torch_style.shape == aty.shape
     assert not torch.allclose(torch_style, aty)
     assert torch.allclose(torch_style[..., :-1, :-1], aty[..., 1:, 1:])
+
+
+@pytest.mark.parametrize("size", [(9, 13), (10, 13), (7, 8)])
+def test_transposed_conv_to_any_size_is_adjoint_of_same_conv(size):
+    """TF's conv2d_transpose(SAME, output_shape=size) is the gradient of conv2d(SAME) on a size-sized input.
+
+    For an odd side the forward convolution pads one pixel on each side, so
+    the transposed one drops the first and the last row/column.
+    """
+    down = Conv2dSame(3, 4, 3, stride=2).double()
+    up = ConvTranspose2dSame(4, 3).double()
+    with torch.no_grad():
+        up.weight.copy_(down.weight)
+    x = torch.randn(1, 3, *size, dtype=torch.float64)
+    y = torch.randn(1, 4, -(-size[0] // 2), -(-size[1] // 2), dtype=torch.float64)
+    with torch.no_grad():
+        ay, aty = down(x), up(y, size)
+    assert ay.shape == y.shape and aty.shape == x.shape
+    assert torch.allclose((ay * y).sum(), (x * aty).sum(), rtol=1e-12, atol=1e-10)
+    with pytest.raises(ValueError, match="cannot turn"):
+        up(y, (size[0] + 2, size[1]))
 
 
 def test_initialisation():
@@ -158,6 +239,32 @@ def test_input_range_maps_to_release_scale_and_back():
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(released(x), (plain(2 * x - 1) + 1) / 2, atol=1e-6)
+
+
+def test_own_checkpoints_still_load_and_training_refuses_the_release_convention(tmp_path):
+    """Checkpoints of our training (old input_range option included) load through the runner unchanged."""
+    from inference.runner import derain_image, load_model
+    from training.config import load_config
+    from training.step import build_training_model
+    from utils.checkpoint import FORMAT_NAME, save_checkpoint
+
+    net = _tiny(input_range=(-1, 1)).eval()
+    kwargs = {"width": 16, "num_ffm": 2, "caus": [1, 2, 1], "input_range": [-1, 1]}
+    path = tmp_path / "model_best.pth"
+    save_checkpoint({"format": FORMAT_NAME, "version": 1, "model": net.state_dict(), "model_name": "MSPFN",
+                     "model_kwargs": kwargs, "epoch": 3}, path)
+    loaded, name = load_model(None, path)
+    assert name == "MSPFN" and loaded.spec.is_plain and loaded.input_range == (-1.0, 1.0)
+    img = np.random.default_rng(0).integers(0, 256, (21, 30, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        want = forward_padded(net, x)[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert np.array_equal(derain_image(loaded, img, "cpu"), want)
+
+    cfg = load_config(None, ["MODEL.NAME", "MSPFN", "MODEL.ARGS.width", "8", "MODEL.ARGS.num_ffm", "1",
+                             "MODEL.ARGS.convention", "release"])
+    with pytest.raises(ValueError, match="takes BGR input in \\(-1.0, 1.0\\); training uses RGB in \\[0, 1\\]"):
+        build_training_model(cfg, torch.device("cpu"))
 
 
 def test_training_steps_lower_mspfn_loss():

@@ -1,4 +1,4 @@
-"""Loss registry.
+"""Loss registry: one file per paper's loss (``dmsr.py``, ``mspfn.py``, ``prenet.py``), shared terms in ``terms.py``.
 
 ``build_loss(name, **kwargs)`` returns an ``nn.Module`` called as
 ``loss(output, target)``, where ``output`` is a model's raw output (a tensor,
@@ -12,9 +12,10 @@ from torch import nn
 
 from utils.registry import Registry
 
-from .multiscale import DMSRLoss
-from .pixel import CharbonnierLoss, EdgeLoss, L1Loss, MSPFNLoss
-from .ssim import PReNetLoss
+from .dmsr import DMSRLoss
+from .mspfn import MSPFNLoss
+from .prenet import PReNetLoss
+from .terms import CharbonnierLoss, EdgeLoss, L1Loss
 
 LOSSES = Registry("loss", {
     "L1": L1Loss,

@@ -9,8 +9,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from losses import LOSSES, build_loss, loss_names
-from losses.pixel import charbonnier, laplacian, laplacian_kernel
-from losses.ssim import gaussian_window, ssim, ssim_map
+from losses.terms import charbonnier, gaussian_window, laplacian, laplacian_kernel, ssim, ssim_map
 
 
 def _np_half(a: np.ndarray) -> np.ndarray:

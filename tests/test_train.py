@@ -207,7 +207,7 @@ def test_failed_save_keeps_previous_checkpoint(pairs, tmp_path, monkeypatch):
 def test_persistent_nan_stops_and_keeps_last_good_checkpoint(pairs, tmp_path, monkeypatch):
     train.main(_opts(pairs, tmp_path, "OPTIM.NUM_EPOCHS", "2", "TRAINING.MAX_STEPS_PER_EPOCH", "1"))
     good = _weights(tmp_path)
-    from losses.multiscale import DMSRLoss
+    from losses.dmsr import DMSRLoss
 
     monkeypatch.setattr(DMSRLoss, "forward", lambda self, out, tgt: out[0].mean() * float("nan"))
     with pytest.raises(SystemExit, match="not finite for 4 steps"):

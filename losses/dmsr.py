@@ -1,14 +1,11 @@
-"""DMSR's multi-scale L1 + frequency loss."""
+"""DMSR's loss: L1 at the three output scales plus 0.1 x L1 between their 2-D FFTs."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def fft_features(x: torch.Tensor) -> torch.Tensor:
-    """Real and imaginary parts of the 2-D FFT (default norm) stacked in a last axis, in float32."""
-    return torch.view_as_real(torch.fft.fft2(x.float()))
+from .terms import fft_features
 
 
 class DMSRLoss(nn.Module):

@@ -15,7 +15,8 @@ corpus of pristine photos (lower is better).  :func:`niqe` follows MATLAB's
    blocks is one block of the whole side, as MATLAB does.
 3. **Normalise** (MSCN): ``mu`` and ``sigma`` from a 7x7 Gaussian window
    (sigma 7/6) with replicated borders, ``(im - mu) / (sigma + 1)``;
-   ``sigma = sqrt(|E[im^2] - mu^2|)``.
+   ``sigma = sqrt(|E[im^2] - mu^2|)``, computed so that a flat
+   neighbourhood gives exactly 0 (:func:`local_normalise`).
 4. **Features** per block (18): the AGGD fit of the block's coefficients
    (shape, mean of the left/right scales) and, for the products with the
    block shifted circularly by (0, 1), (1, 0), (1, 1) and (1, -1) pixels,
@@ -156,9 +157,12 @@ def local_normalise(im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     'Padding', 'replicate')`` statistics, computed from the differences to the
     centre pixel (``mu - im = sum w (x - im)``, ``sigma^2 = sum w (x - im)^2 -
     (mu - im)^2``), which is the same in exact arithmetic.  Computed directly,
-    a flat neighbourhood leaves rounding noise of either sign (~1e-14) where
-    the coefficient is 0, and which side of zero that noise falls on moves
-    the AGGD fits (0.4 in NIQE on heavy-rain images); this way it is 0.
+    a flat neighbourhood (saturated sky, the white of heavy rain) leaves
+    rounding noise of either sign (~1e-14) where the coefficient is 0, and
+    which side of zero that noise falls on moves the AGGD fits (BasicSR's
+    float32 and float64 code paths differ by up to 0.9 in NIQE on Rain100H's
+    inputs; docs/NIQE.md).  This way it is 0, as in exact
+    arithmetic, and counts on the non-negative side as MATLAB counts zeros.
     """
     r = _WINDOW.size // 2
     h, w = im.shape

@@ -53,12 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _pick(scenes, wanted):
     """Scenes for the figure: by file name, stem or pairing key, in the order asked."""
     from data.folders import pair_key
+    from visualize.collect import INPUT
 
     if not wanted:
         return scenes[:3]
     index = {}
     for s in scenes:
-        path = s.files["Input"]
+        path = s.files[INPUT]
         for k in (path.name, path.stem, pair_key(path.name)):
             index.setdefault(k, s)
     missing = [w for w in wanted if w not in index]
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tqdm import tqdm
 
     from utils.files import atomic_write
-    from utils.image_io import read_image, write_image
+    from utils.image_io import write_image
     from visualize.collect import auto_zoom, check_zoom, collect, load, parse_method, score
     from visualize.figure import figure
     from visualize.page import build_page
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     keep = {id(s) for s in chosen}
     zooms, srcs = [], []
     for scene in tqdm(todo, desc="scoring", unit="img", disable=not sys.stderr.isatty()):
-        score(load(scene, read_image))
+        score(load(scene))
         zooms.append(check_zoom(args.zoom, scene.size, scene.key) if args.zoom else auto_zoom(scene, first))
         if not args.no_html:
             srcs.append({name: _image_src(out, scene.key, name, img, args.embed)

@@ -12,7 +12,7 @@ NIQE (lower is better) without targets.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 from data.folders import PairingError, pair_files
 from metrics.psnr_ssim import rgb_to_y, score_y
 from metrics.report import niqe_of
+from utils.image_io import read_image
 
 INPUT, TARGET = "Input", "Target"
 
@@ -77,10 +78,10 @@ def collect(input_dir: Path, methods: list[tuple[str, Path]], target_dir: Path |
     return [Scene(key=inp.stem, files=files) for inp, files in per_input.items()]
 
 
-def load(scene: Scene, read: Callable[[Path], np.ndarray]) -> Scene:
+def load(scene: Scene) -> Scene:
     """Read every panel of a scene (errors name the file); all must share the input's size."""
     for name, path in scene.files.items():
-        img = read(path)
+        img = read_image(path)
         first = scene.files[INPUT]
         if name != INPUT and img.shape != scene.images[INPUT].shape:
             h0, w0 = scene.images[INPUT].shape[:2]

@@ -2,7 +2,8 @@
 
 Each panel is the image scaled to a common width with the zoom region
 outlined, a magnified inset of that region in its lower-right corner, and
-two lines of text underneath (the panel's name and its score).  The inset
+two lines of text underneath (the panel's name and its score); the inset
+moves to another corner when the region is under the lower-right one.  The inset
 is magnified by pixel replication (nearest neighbour), so it shows the
 pixels the method produced and no interpolation of its own.
 """
@@ -34,6 +35,17 @@ def _text_block(width: int, lines: list[str], scale: float) -> np.ndarray:
     return strip
 
 
+def _corner(height: int, width: int, ih: int, iw: int, box: tuple[float, float, float, float]) -> tuple[int, int]:
+    """Top-left of the inset: the lower-right corner, or the corner that covers least of the zoom box."""
+    x0, y0, x1, y1 = box
+    best = None
+    for oy, ox in ((height - ih, width - iw), (0, width - iw), (height - ih, 0), (0, 0)):
+        overlap = max(0.0, min(x1, ox + iw) - max(x0, ox)) * max(0.0, min(y1, oy + ih) - max(y0, oy))
+        if best is None or overlap < best[0]:
+            best = (overlap, (oy, ox))
+    return best[1]
+
+
 def draw_panel(img: np.ndarray, zoom: tuple[int, int, int, int], width: int, lines: list[str],
                inset_frac: float = 0.45, font_scale: float = 0.5) -> np.ndarray:
     """One panel: ``img`` scaled to ``width`` with the zoom box, the inset, and ``lines`` of text below."""
@@ -53,7 +65,8 @@ def draw_panel(img: np.ndarray, zoom: tuple[int, int, int, int], width: int, lin
     inset = cv2.copyMakeBorder(inset, line, line, line, line, cv2.BORDER_CONSTANT, value=BOX)
     ih, iw = inset.shape[:2]
     if ih <= height and iw <= width:
-        panel[height - ih :, width - iw :] = inset
+        oy, ox = _corner(height, width, ih, iw, (x * f, y * f, (x + zw) * f, (y + zh) * f))
+        panel[oy : oy + ih, ox : ox + iw] = inset
     return np.vstack([panel, _text_block(width, lines, font_scale)])
 
 

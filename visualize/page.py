@@ -132,6 +132,11 @@ def _metric_columns(scenes: list[Scene]) -> list[tuple[str, str, str]]:
     return cols
 
 
+def _sort_key(value: float) -> str:
+    """The number as JavaScript's ``Number()`` reads it back exactly (PSNR of identical images is Infinity)."""
+    return "Infinity" if value == float("inf") else repr(float(value))
+
+
 def _fmt(metric: str, value: float) -> str:
     return f"{value:.2f}" if metric == "psnr" else f"{value:.4f}" if metric == "ssim" else f"{value:.3f}"
 
@@ -159,7 +164,7 @@ def build_page(scenes: list[Scene], srcs: list[dict[str, str]], zooms: list[tupl
     rows = []
     for i, s in enumerate(scenes):
         cells = "".join(
-            f'<td data-value="{s.scores[p][m]!r}">{_fmt(m, s.scores[p][m])}</td>' for p, m, _ in cols
+            f'<td data-value="{_sort_key(s.scores[p][m])}">{_fmt(m, s.scores[p][m])}</td>' for p, m, _ in cols
         )
         rows.append(f'<tr data-index="{i}" data-name="{esc(s.key)}"><td data-value="{esc(s.key)}">{esc(s.key)}</td>'
                     f"{cells}</tr>")

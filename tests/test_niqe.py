@@ -45,8 +45,10 @@ def test_imresize_half_is_matlabs_antialiased_bicubic():
 
 
 def test_aggd_table_lookup_and_side_rule():
-    r = np.random.default_rng(0).uniform(N._RATIOS[0] - 0.01, N._RATIOS[-1] + 0.01, 20000)
-    r[:5] = np.nan
+    rng = np.random.default_rng(0)
+    k = rng.integers(0, N._RATIOS.size - 1, 300)
+    mid = (N._RATIOS[k] + N._RATIOS[k + 1]) / 2  # near-ties between neighbours
+    r = np.concatenate([rng.uniform(N._RATIOS[0] - 0.01, N._RATIOS[-1] + 0.01, 300), mid, [np.nan] * 3])
     brute = np.argmin((N._RATIOS[None, :] - r[:, None]) ** 2, axis=1)  # MATLAB min(): first of ties, NaN -> 1
     assert np.array_equal(N._nearest_ratio(r), brute)
     assert N._ALPHAS.size == 9801 and N._ALPHAS[0] == 0.2 and N._ALPHAS[-1] == 10.0

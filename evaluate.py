@@ -7,6 +7,13 @@ file name (``rain-001``/``norain-001`` style names pair too), and prints the
 table of the papers.  The numbers equal those of ``evaluate_PSNR_SSIM.m``
 (MATLAB or GNU Octave).  A result or target without a partner is an error
 listing them; so is a pair of different sizes.
+
+Results of real rainy photos have no targets; score them with the
+no-reference NIQE (lower is better), which needs no ``--gt_dir``:
+
+    python evaluate.py --result_dir results/DMSR --datasets RealRain147 --metrics niqe --json niqe.json
+
+``--metrics psnr,ssim,niqe`` scores all three against the targets.
 """
 from __future__ import annotations
 
@@ -22,22 +29,37 @@ from tqdm import tqdm
 from data.folders import PairingError, pair_files
 from data.testsets import STANDARD_DATASETS
 from metrics.report import (
+    DEFAULT_METRICS,
+    METRICS,
+    describe,
     format_table,
     make_report,
+    needs_target,
+    parse_metrics,
     score_pairs,
     summarize,
     write_report_csv,
     write_report_json,
 )
+from utils.image_io import list_images
 
 log = logging.getLogger("evaluate")
+
+
+def _metrics_arg(text: str) -> tuple[str, ...]:
+    try:
+        return parse_metrics(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--result_dir", "--result-dir", required=True, help="results of one model: <dir>/<dataset>/*.png")
     p.add_argument("--gt_dir", "--gt-dir", default="Datasets/Synthetic_Rain_Datasets/test",
-                   help="root holding <dataset>/target")
+                   help="root holding <dataset>/target (not needed for --metrics niqe)")
+    p.add_argument("--metrics", type=_metrics_arg, default=DEFAULT_METRICS,
+                   help=f"comma-separated, from {', '.join(METRICS)} (default: psnr,ssim)")
     p.add_argument("--datasets", nargs="+", default=None,
                    help=f"sets to score (default: those of {' '.join(STANDARD_DATASETS)} found in --result_dir)")
     p.add_argument("--json", help="write the scores as JSON to this file")
@@ -74,17 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     # Pair every set first, so a mismatch anywhere is reported before any scoring time is spent.
     pairs = {}
     for name in datasets:
-        target_dir = gt_dir / name / "target"
-        if not target_dir.is_dir():
-            raise FileNotFoundError(f"{name}: target folder {target_dir} not found")
-        pairs[name] = pair_files(result_dir / name, target_dir)
+        if needs_target(args.metrics):
+            target_dir = gt_dir / name / "target"
+            if not target_dir.is_dir():
+                raise FileNotFoundError(f"{name}: target folder {target_dir} not found")
+            pairs[name] = pair_files(result_dir / name, target_dir)
+        else:
+            results = list_images(result_dir / name)
+            if not results:
+                raise FileNotFoundError(f"{name}: no images in {result_dir / name}")
+            pairs[name] = [(path, None) for path in results]
 
     summaries = {}
     for name, set_pairs in pairs.items():
         progress = partial(tqdm, total=len(set_pairs), desc=name, unit="img", disable=not sys.stderr.isatty())
-        summaries[name] = summarize(score_pairs(set_pairs, args.workers, progress))
+        summaries[name] = summarize(score_pairs(set_pairs, args.workers, progress, args.metrics), args.metrics)
     report = make_report(summaries)
-    print(format_table(report, title=f"{result_dir}: Y-channel PSNR (dB) / SSIM"))
+    print(format_table(report, title=f"{result_dir}: {describe(report)}"))
     if args.json:
         write_report_json(report, args.json)
     if args.csv:

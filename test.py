@@ -6,8 +6,13 @@
 writes ``results/DMSR/<dataset>/<input stem>.png`` for every set found
 (Test100 Rain100H Rain100L Test2800 Test1200 by default) and, for the sets
 that have a ``target`` folder, prints and saves the Y-channel PSNR/SSIM
-table (``results/DMSR/scores.json`` and ``.csv``).  ``--input_dir`` may also
-be a plain folder of images.  ``--tile`` picks the protocol: the model's
+table (``results/DMSR/scores.json`` and ``.csv``).  Sets without targets
+(real rainy photos) are scored with NIQE, of the outputs and of the rainy
+inputs, and printed as the papers' real-rain table (method, NIQE; lower is
+better); the same files hold ``{"<set>": {"niqe", "input_niqe", "n"}}``.
+Images NIQE is undefined for (smaller than 192 pixels both ways, or with a
+flat 96x96 block) are derained and left out of the mean with a warning.
+``--input_dir`` may also be a plain folder of images.  ``--tile`` picks the protocol: the model's
 default (128-pixel windows for DMSR, as the authors' release) or 0 for the
 whole image padded to the model's multiple.
 """
@@ -30,9 +35,13 @@ from inference.runner import (
     resolve_device,
 )
 from inference.windows import check_tile
+from metrics.niqe import NIQEError
 from metrics.report import (
+    describe,
+    format_method_table,
     format_table,
     make_report,
+    niqe_of,
     score_arrays,
     summarize,
     write_report_csv,
@@ -76,18 +85,32 @@ def main(argv: list[str] | None = None) -> int:
         scores = []
         targets = test_set.targets or [None] * len(test_set.inputs)
         jobs = list(zip(test_set.inputs, targets))
+        no_reference = test_set.targets is None and not args.no_score
         for src, tgt in tqdm(jobs, desc=test_set.name, unit="img", disable=not sys.stderr.isatty()):
-            result = derain_image(model, read_image(src), device, tile, args.max_batch, args.quantize, amp=args.amp)
-            write_image(out_dir / f"{src.stem}.png", result)
+            rainy = read_image(src)
+            result = derain_image(model, rainy, device, tile, args.max_batch, args.quantize, amp=args.amp)
+            out_path = out_dir / f"{src.stem}.png"
+            write_image(out_path, result)
             if tgt is not None:
                 scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))
+            elif no_reference:
+                try:
+                    scores.append((niqe_of(result, str(out_path)), niqe_of(rainy, str(src))))
+                except NIQEError as err:  # e.g. a photo under 192 pixels: derained, left out of the NIQE mean
+                    log.warning("not scored: %s", err)
         log.info("%s: %d images written to %s", test_set.name, len(test_set.inputs), out_dir)
         if scores:
-            summaries[test_set.name] = summarize(scores)
+            summaries[test_set.name] = summarize(scores, ("niqe", "input_niqe") if no_reference else ("psnr", "ssim"))
 
     if summaries:
         report = make_report(summaries)
-        print(format_table(report, title=f"{name}: Y-channel PSNR (dB) / SSIM"))
+        paired = {k: {m: v for m, v in s.items() if m in ("psnr", "ssim", "n")} for k, s in report.items()
+                  if "psnr" in s}
+        if paired:
+            print(format_table(paired, title=f"{name}: {describe(paired)}"))
+        for set_name, s in summaries.items():
+            if "niqe" in s:
+                print(format_method_table(set_name, s["n"], {"Rainy input": s["input_niqe"], name: s["niqe"]}))
         json_path = Path(args.json) if args.json else out_root / "scores.json"
         csv_path = Path(args.csv) if args.csv else out_root / "scores.csv"
         write_report_json(report, json_path)

@@ -72,6 +72,21 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     return (num // Y_DEN).astype(np.uint8)
 
 
+# rgb2gray's weights: the first row of the inverse of the NTSC (YIQ) matrix, as MATLAB derives them
+# (0.298936021293775, 0.587043074451121, 0.114020904255103).
+_GRAY = np.linalg.inv(np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]]))[0]
+
+
+def rgb_to_gray(img: np.ndarray) -> np.ndarray:
+    """MATLAB's ``rgb2gray`` of a uint8 RGB image (uint8, H x W), rounded half up; 2-D images pass through."""
+    img = _check_uint8(img)
+    if img.ndim == 2:
+        return img
+    x = img.astype(np.float64)
+    gray = _GRAY[0] * x[..., 0] + _GRAY[1] * x[..., 1] + _GRAY[2] * x[..., 2]
+    return np.minimum(_round_half_up(gray), 255).astype(np.uint8)
+
+
 def psnr(img1: np.ndarray, img2: np.ndarray, *, data_range: float) -> float:
     """PSNR in dB of two same-shaped arrays (float64 maths); ``inf`` when they are equal."""
     a = np.asarray(img1, dtype=np.float64)

@@ -7,7 +7,11 @@ A *report* is the dict both tools write as JSON::
 
 Scores are Y-channel PSNR/SSIM (:mod:`metrics.psnr_ssim`), averaged per image
 over a set; ``average`` is the mean of the set means, the papers' "Average"
-column.
+column.  Sets without targets are scored with the no-reference NIQE
+(:mod:`metrics.niqe`, lower is better): ``{"RealRain147": {"niqe": 4.1, "n": 147}}``
+(``test.py`` adds ``"input_niqe"``, the rainy inputs' score).  Each set
+carries the metrics it was scored with; ``average`` holds, per metric, the
+mean over the sets that have it.
 """
 from __future__ import annotations
 
@@ -21,11 +25,44 @@ from pathlib import Path
 import numpy as np
 
 from data.folders import PairingError
+from metrics.niqe import NIQEError, niqe
 from metrics.psnr_ssim import score_y
 from utils.files import atomic_open, atomic_write
 from utils.image_io import read_image
 
 AVERAGE = "average"
+FULL_REFERENCE = ("psnr", "ssim")  # need a target
+NO_REFERENCE = ("niqe",)
+METRICS = FULL_REFERENCE + NO_REFERENCE
+DEFAULT_METRICS = FULL_REFERENCE
+# column label, width, table format, paper format
+_COLUMNS = {
+    "psnr": ("PSNR", 9, ".4f", ".2f"),
+    "ssim": ("SSIM", 7, ".4f", ".3f"),
+    "niqe": ("NIQE", 7, ".4f", ".3f"),
+    "input_niqe": ("input NIQE", 10, ".4f", ".3f"),
+}
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``"psnr,ssim,niqe"`` -> ``("psnr", "ssim", "niqe")``; an unknown name is an error listing the valid ones."""
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ValueError(f"unknown metric {', '.join(unknown) or repr(text)}: choose from {', '.join(METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def needs_target(metrics: Iterable[str]) -> bool:
+    return any(m in FULL_REFERENCE for m in metrics)
+
+
+def niqe_of(img: np.ndarray, name: str) -> float:
+    """NIQE of one image; an image NIQE is undefined for is an error naming it."""
+    try:
+        return niqe(img)
+    except NIQEError as err:
+        raise NIQEError(f"{name}: {err}") from None
 
 
 def score_arrays(result: np.ndarray, target: np.ndarray, result_name: str, target_name: str) -> tuple[float, float]:
@@ -38,55 +75,95 @@ def score_arrays(result: np.ndarray, target: np.ndarray, result_name: str, targe
     return score_y(result, target)
 
 
-def score_pair(result_path: Path, target_path: Path) -> tuple[float, float]:
-    """Read a result/target pair (errors name the file) and score it."""
-    return score_arrays(read_image(result_path), read_image(target_path), str(result_path), str(target_path))
+def score_file(result_path: Path, target_path: Path | None, metrics: tuple[str, ...]) -> tuple[float, ...]:
+    """The scores ``metrics`` names (in that order) of one result file; ``target_path`` when PSNR/SSIM are asked."""
+    result = read_image(result_path)
+    scores = {}
+    if needs_target(metrics):
+        scores["psnr"], scores["ssim"] = score_arrays(result, read_image(target_path), str(result_path),
+                                                      str(target_path))
+    if "niqe" in metrics:
+        scores["niqe"] = niqe_of(result, str(result_path))
+    return tuple(scores[m] for m in metrics)
 
 
 def score_pairs(
-    pairs: list[tuple[Path, Path]],
+    pairs: list[tuple[Path, Path | None]],
     workers: int = 1,
     progress: Callable[[Iterable], Iterable] | None = None,
-) -> list[tuple[float, float]]:
-    """``(psnr, ssim)`` of every pair, in order; ``workers`` threads (decoding and numpy release the GIL)."""
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+) -> list[tuple[float, ...]]:
+    """Scores of every (result, target) pair, in order; ``workers`` threads (decoding and numpy release the GIL).
+
+    The target may be ``None`` when only no-reference metrics are asked.
+    """
     wrap = progress or (lambda it: it)
     if workers <= 1:
-        return [score_pair(a, b) for a, b in wrap(pairs)]
+        return [score_file(a, b, metrics) for a, b in wrap(pairs)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(wrap(pool.map(lambda ab: score_pair(*ab), pairs)))
+        return list(wrap(pool.map(lambda ab: score_file(*ab, metrics), pairs)))
 
 
-def summarize(scores: list[tuple[float, float]]) -> dict:
-    """Per-image scores of one set -> ``{"psnr", "ssim", "n"}`` (means over images)."""
+def summarize(scores: list[tuple[float, ...]], metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict:
+    """Per-image scores of one set (tuples aligned with ``metrics``) -> ``{metric: mean, ..., "n"}``."""
     if not scores:
         raise ValueError("no scores to summarize")
-    psnrs, ssims = zip(*scores)
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "n": len(scores)}
+    table = np.asarray(scores, dtype=np.float64).reshape(len(scores), len(metrics))
+    summary = {m: float(table[:, i].mean()) for i, m in enumerate(metrics)}
+    summary["n"] = len(scores)
+    return summary
+
+
+def _metric_keys(report: Mapping[str, dict]) -> list[str]:
+    """The metrics of a report, in order of first appearance."""
+    return list(dict.fromkeys(k for s in report.values() for k in s if k != "n"))
 
 
 def make_report(sets: Mapping[str, dict]) -> dict:
-    """Per-set summaries -> report with the ``average`` of the set means."""
+    """Per-set summaries -> report with the ``average`` of the set means (per metric, over the sets that have it)."""
     if not sets:
         raise ValueError("no test set was scored")
     report = {name: dict(summary) for name, summary in sets.items()}
     report[AVERAGE] = {
-        "psnr": float(np.mean([s["psnr"] for s in sets.values()])),
-        "ssim": float(np.mean([s["ssim"] for s in sets.values()])),
+        key: float(np.mean([s[key] for s in sets.values() if key in s])) for key in _metric_keys(sets)
     }
     return report
 
 
+def describe(report: Mapping[str, dict]) -> str:
+    """What a report's numbers are, for table titles."""
+    keys = _metric_keys(report)
+    parts = []
+    if "psnr" in keys or "ssim" in keys:
+        parts.append("Y-channel PSNR (dB) / SSIM")
+    if "niqe" in keys:
+        parts.append("NIQE (lower is better)")
+    return "; ".join(parts)
+
+
 def format_table(report: Mapping[str, dict], title: str | None = None) -> str:
-    """The report as a plain-text table (PSNR dB / SSIM per set, then the average) plus the papers' one-liner."""
+    """The report as a plain-text table (one column per metric, per set, then the average) plus the papers' one-liner."""
+    keys = _metric_keys(report)
     lines = [title] if title else []
-    lines.append(f"{'dataset':<12} {'images':>6} {'PSNR':>9} {'SSIM':>7}")
+    lines.append(f"{'dataset':<12} {'images':>6} " + " ".join(f"{_COLUMNS[k][0]:>{_COLUMNS[k][1]}}" for k in keys))
     for name, s in report.items():
         n = s.get("n", "")
         label = "Average" if name == AVERAGE else name
-        lines.append(f"{label:<12} {n!s:>6} {s['psnr']:>9.4f} {s['ssim']:>7.4f}")
+        cells = [f"{s[k]:>{_COLUMNS[k][1]}{_COLUMNS[k][2]}}" if k in s else " " * _COLUMNS[k][1] for k in keys]
+        lines.append(f"{label:<12} {n!s:>6} " + " ".join(cells))
     lines.append("paper style: " + " | ".join(
-        f"{'Average' if name == AVERAGE else name} {s['psnr']:.2f}/{s['ssim']:.3f}" for name, s in report.items()
+        f"{'Average' if name == AVERAGE else name} " + "/".join(f"{s[k]:{_COLUMNS[k][3]}}" for k in keys if k in s)
+        for name, s in report.items()
     ))
+    return "\n".join(lines)
+
+
+def format_method_table(set_name: str, n: int, niqe_by_method: Mapping[str, float]) -> str:
+    """The papers' real-rain table: one row per method (the rainy input first), its NIQE (lower is better)."""
+    width = max(12, *(len(m) for m in niqe_by_method))
+    lines = [f"{set_name} ({n} images without ground truth): NIQE, lower is better",
+             f"{'method':<{width}} {'NIQE':>7}"]
+    lines += [f"{method:<{width}} {value:>7.3f}" for method, value in niqe_by_method.items()]
     return "\n".join(lines)
 
 
@@ -95,8 +172,9 @@ def write_report_json(report: Mapping[str, dict], path: str | os.PathLike) -> No
 
 
 def write_report_csv(report: Mapping[str, dict], path: str | os.PathLike) -> None:
+    keys = _metric_keys(report)
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["dataset", "n", "psnr", "ssim"])
+        writer.writerow(["dataset", "n", *keys])
         for name, s in report.items():
-            writer.writerow([name, s.get("n", ""), f"{s['psnr']:.6f}", f"{s['ssim']:.6f}"])
+            writer.writerow([name, s.get("n", ""), *(f"{s[k]:.6f}" if k in s else "" for k in keys)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import evaluate
-from data.folders import PairingError
+from data.folders import PairingError, pair_files
 from inference.runner import parse_model_opts
 from metrics.psnr_ssim import score_y
 from models import build_model
@@ -158,13 +159,15 @@ def test_test_py_errors_name_the_culprit_and_keep_written_files(subset, tmp_path
         test_py.main(["--model", "Nope", "--input_dir", str(subset), "--no-score", "--result_dir", str(results)])
 
 
-def test_plain_folder_and_no_score(tmp_path):
+def test_plain_folder_and_no_score(tmp_path, caplog):
     rng = np.random.default_rng(0)
     folder = tmp_path / "my photos"
     for name in ("a.png", "b.jpg"):
         write_image(folder / name, rng.integers(0, 256, (21, 34, 3), dtype=np.uint8))
     results = tmp_path / "results"
-    assert test_py.main(["--model", "Identity", "--input_dir", str(folder), "--result_dir", str(results)]) == 0
+    with caplog.at_level(logging.WARNING):
+        assert test_py.main(["--model", "Identity", "--input_dir", str(folder), "--result_dir", str(results)]) == 0
+    assert "not scored:" in caplog.text and "at least two blocks" in caplog.text  # NIQE needs 192 pixels
     assert [p.name for p in list_images(results / "Identity" / "my photos")] == ["a.png", "b.png"]
     assert np.array_equal(read_image(results / "Identity" / "my photos" / "b.png"), read_image(folder / "b.jpg"))
     assert not (results / "Identity" / "scores.json").exists()  # nothing to score against
@@ -219,3 +222,65 @@ def test_fast_and_amp_flags_match_the_plain_path(tmp_path):
         outs[" ".join(flags)] = read_image(res / "DMSR" / "in" / "a.png").astype(int)
     assert np.abs(outs["--fast"] - outs[""]).max() <= 1
     assert np.abs(outs["--fast --amp bf16"] - outs[""]).max() <= 8
+
+
+@pytest.fixture
+def real_rain(tmp_path: Path) -> Path:
+    """Three real rainy photos (no ground truth) in a folder named like the shared set."""
+    src = SHARED / "data" / "RealRain147" / "input"
+    if not src.is_dir():
+        pytest.skip(f"{src} not found: the shared data folder is only present on the team's machines and CI")
+    folder = tmp_path / "RealRain147" / "input"
+    folder.mkdir(parents=True)
+    for name in ("001.png", "050.png", "116.png"):
+        shutil.copy(src / name, folder / name)
+    return folder
+
+
+def test_real_rain_niqe_through_test_py_and_evaluate_py(real_rain, tmp_path, capsys):
+    from metrics.niqe import niqe
+
+    expected = float(np.mean([niqe(read_image(p)) for p in list_images(real_rain)]))
+    results = tmp_path / "results"
+    assert test_py.main(["--model", "Identity", "--input_dir", str(real_rain), "--result_dir", str(results),
+                         "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "RealRain147 (3 images without ground truth): NIQE, lower is better" in table
+    assert re.search(rf"Rainy input\s+{expected:.3f}\n\s*Identity\s+{expected:.3f}", table)
+    report = json.loads((results / "Identity" / "scores.json").read_text())
+    value = report["RealRain147"]["niqe"]  # the identity's output is its input
+    assert value == pytest.approx(expected, abs=1e-12)
+    assert report == {"RealRain147": {"niqe": value, "input_niqe": value, "n": 3},
+                      "average": {"niqe": value, "input_niqe": value}}
+    assert (results / "Identity" / "scores.csv").read_text().splitlines()[0] == "dataset,n,niqe,input_niqe"
+
+    out = tmp_path / "niqe.json"  # no --gt_dir needed
+    assert evaluate.main(["--result_dir", str(results / "Identity"), "--datasets", "RealRain147",
+                          "--metrics", "niqe", "--json", str(out), "--workers", "2"]) == 0
+    assert json.loads(out.read_text()) == {"RealRain147": {"niqe": pytest.approx(expected, abs=1e-12), "n": 3},
+                                           "average": {"niqe": pytest.approx(expected, abs=1e-12)}}
+    assert "NIQE" in capsys.readouterr().out
+
+    (results / "Identity" / "RealRain147" / "050.png").write_bytes(b"not a png")
+    with pytest.raises(ImageReadError, match=r"050\.png"):
+        evaluate.main(["--result_dir", str(results / "Identity"), "--datasets", "RealRain147", "--metrics", "niqe"])
+    with pytest.raises(SystemExit):
+        evaluate.main(["--result_dir", str(results / "Identity"), "--metrics", "psnr,brisque"])
+
+
+def test_evaluate_psnr_ssim_niqe_together(subset, tmp_path):
+    from metrics.niqe import niqe
+
+    results = tmp_path / "results" / "M"
+    shutil.copytree(subset / "Rain100H" / "input", results / "Rain100H")
+    out = tmp_path / "all.json"
+    assert evaluate.main(["--result_dir", str(results), "--gt_dir", str(subset), "--metrics", "psnr,ssim,niqe",
+                          "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    direct = _direct_scores(pair_files(results / "Rain100H", subset / "Rain100H" / "target"))
+    inputs = list_images(results / "Rain100H")
+    assert report["Rain100H"] == {"psnr": pytest.approx(direct["psnr"], abs=1e-9),
+                                  "ssim": pytest.approx(direct["ssim"], abs=1e-12),
+                                  "niqe": pytest.approx(np.mean([niqe(read_image(p)) for p in inputs]), abs=1e-12),
+                                  "n": 5}
+    assert list(report["average"]) == ["psnr", "ssim", "niqe"]

@@ -15,14 +15,14 @@ corpus of pristine photos (lower is better).  :func:`niqe` follows MATLAB's
    blocks is one block of the whole side, as MATLAB does.
 3. **Normalise** (MSCN): ``mu`` and ``sigma`` from a 7x7 Gaussian window
    (sigma 7/6) with replicated borders, ``(im - mu) / (sigma + 1)``;
-   ``sigma = sqrt(|E[im^2] - mu^2|)``, computed so that a flat
-   neighbourhood gives exactly 0 (:func:`local_normalise`).
+   ``sigma = sqrt(|E[im^2] - mu^2|)``, computed literally as MATLAB does
+   (:func:`local_normalise`).
 4. **Features** per block (18): the AGGD fit of the block's coefficients
    (shape, mean of the left/right scales) and, for the products with the
    block shifted circularly by (0, 1), (1, 0), (1, 1) and (1, -1) pixels,
    the AGGD shape, mean, left and right scales.  Shapes come from MATLAB's
    table search over ``0.2:0.001:10`` (the left side is the negative
-   values, the right the non-negative ones).
+   values, the right the positive ones; zeros count on neither).
 5. **Second scale**: the same on ``imresize(im, 0.5)`` (MATLAB's bicubic
    with antialiasing, :mod:`metrics.imresize`) with 48x48 blocks -> 36
    features per block.
@@ -52,6 +52,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 from scipy.special import gamma
 
 from metrics.imresize import imresize
@@ -74,6 +75,7 @@ class NIQEModel:
 
     mean: np.ndarray  # (36,)
     cov: np.ndarray  # (36, 36)
+    window: np.ndarray  # (7, 7) Gaussian, sigma 7/6, sums to 1 (MATLAB's fspecial)
     block_size: tuple[int, int] = (BLOCK_SIZE, BLOCK_SIZE)
     sharpness_threshold: float = 0.0
 
@@ -84,11 +86,15 @@ def pristine_model() -> NIQEModel:
     with np.load(MODEL_FILE, allow_pickle=False) as data:
         mean = np.asarray(data["mu_pris_param"], dtype=np.float64).reshape(-1)
         cov = np.asarray(data["cov_pris_param"], dtype=np.float64)
+        window = np.asarray(data["gaussian_window"], dtype=np.float64)
+    expected = np.outer(_WINDOW, _WINDOW)
+    if window.shape != (7, 7) or np.abs(window - expected).max() > 1e-12:
+        raise ValueError(f"{MODEL_FILE}: gaussian_window is not the 7x7 Gaussian of sigma 7/6")
     if mean.shape != (2 * NUM_FEATURES,) or cov.shape != (2 * NUM_FEATURES, 2 * NUM_FEATURES):
         raise ValueError(f"{MODEL_FILE}: expected a 36-vector and a 36x36 matrix, got {mean.shape} and {cov.shape}")
-    mean.setflags(write=False)
-    cov.setflags(write=False)
-    return NIQEModel(mean, cov)
+    for array in (mean, cov, window):
+        array.setflags(write=False)
+    return NIQEModel(mean, cov, window)
 
 
 def _colon(start: float, step: float, stop: float) -> np.ndarray:
@@ -114,21 +120,20 @@ def _nearest_ratio(r: np.ndarray) -> np.ndarray:
 def aggd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Asymmetric generalised Gaussian fit of each row of ``x``: ``(alpha, beta_left, beta_right)``.
 
-    Moment matching as MATLAB's ``estimateAGGDParameters``: left = negative
-    values, right = the rest; a side without values gives NaN.
+    Moment matching as the NIQE authors' ``estimateaggdparam``: the left
+    scale from the negative values, the right from the positive ones (zeros
+    count on neither side); a side without values gives NaN.
     """
-    n = x.shape[1]
     sq = x * x
-    neg = x < 0
+    neg, pos = x < 0, x > 0
     left = np.einsum("ij,ij->i", sq, neg.astype(np.float64))
-    right = np.abs(sq.sum(axis=1) - left)
-    n_left = neg.sum(axis=1)
-    n_right = n - n_left
+    right = np.einsum("ij,ij->i", sq, pos.astype(np.float64))
+    n_left, n_right = neg.sum(axis=1), pos.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         std_left = np.where(n_left > 0, np.sqrt(left / np.maximum(n_left, 1)), np.nan)
         std_right = np.where(n_right > 0, np.sqrt(right / np.maximum(n_right, 1)), np.nan)
         g = std_left / std_right
-        rhat = np.abs(x).sum(axis=1) ** 2 / (n * (left + right))
+        rhat = np.abs(x).mean(axis=1) ** 2 / sq.mean(axis=1)
         ratio = rhat * (g**3 + 1.0) * (g + 1.0) / ((g**2 + 1.0) ** 2)
     alpha = _ALPHAS[_nearest_ratio(ratio)]
     t = np.sqrt(gamma(1.0 / alpha) / gamma(3.0 / alpha))
@@ -153,31 +158,19 @@ def block_features(blocks: np.ndarray) -> np.ndarray:
 def local_normalise(im: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(mscn, sigma)``: ``(im - mu) / (sigma + 1)`` and ``sigma`` over a 7x7 Gaussian window, replicated borders.
 
-    ``mu`` and ``sigma`` are MATLAB's ``imgaussfilt(im, 7/6, 'FilterSize', 7,
-    'Padding', 'replicate')`` statistics, computed from the differences to the
-    centre pixel (``mu - im = sum w (x - im)``, ``sigma^2 = sum w (x - im)^2 -
-    (mu - im)^2``), which is the same in exact arithmetic.  Computed directly,
-    a flat neighbourhood (saturated sky, the white of heavy rain) leaves
-    rounding noise of either sign (~1e-14) where the coefficient is 0, and
-    which side of zero that noise falls on moves the AGGD fits (BasicSR's
-    float32 and float64 code paths differ by up to 0.9 in NIQE on Rain100H's
-    inputs; docs/NIQE.md).  This way it is 0, as in exact
-    arithmetic, and counts on the non-negative side as MATLAB counts zeros.
+    Computed literally as MATLAB's ``niqe`` does: ``mu = imfilter(im, w,
+    'replicate')``, ``sigma = sqrt(abs(imfilter(im.^2, w, 'replicate') -
+    mu.^2))``, in float64 with the pristine model's 2-D window.  On a
+    perfectly flat neighbourhood (saturated sky, the white of heavy rain) the
+    coefficient is 0 only up to rounding (~1e-14, of either sign), and which
+    side of zero it falls on moves the AGGD fits; computing it the literal
+    way keeps the same rounding as the reference implementations
+    (docs/NIQE.md has the figures).
     """
-    r = _WINDOW.size // 2
-    h, w = im.shape
-    pad = np.pad(im, r, mode="edge")
-    s1, s2 = np.zeros_like(im), np.zeros_like(im)
-    for i, gi in enumerate(_WINDOW):
-        row1, row2 = np.zeros_like(im), np.zeros_like(im)
-        for j, gj in enumerate(_WINDOW):
-            d = pad[i : i + h, j : j + w] - im
-            row1 += gj * d
-            row2 += gj * (d * d)
-        s1 += gi * row1
-        s2 += gi * row2
-    sigma = np.sqrt(np.abs(s2 - s1 * s1))
-    return -s1 / (sigma + 1.0), sigma
+    window = pristine_model().window
+    mu = ndimage.convolve(im, window, mode="nearest")
+    sigma = np.sqrt(np.abs(ndimage.convolve(im * im, window, mode="nearest") - mu * mu))
+    return (im - mu) / (sigma + 1.0), sigma
 
 
 def _blocks(img: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -84,7 +84,7 @@ def rgb_to_gray(img: np.ndarray) -> np.ndarray:
         return img
     x = img.astype(np.float64)
     gray = _GRAY[0] * x[..., 0] + _GRAY[1] * x[..., 1] + _GRAY[2] * x[..., 2]
-    return np.minimum(_round_half_up(gray), 255).astype(np.uint8)
+    return np.minimum(np.floor(gray + 0.5), 255).astype(np.uint8)
 
 
 def psnr(img1: np.ndarray, img2: np.ndarray, *, data_range: float) -> float:

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _pick(scenes, wanted):
     """Scenes for the figure: by file name, stem or pairing key, in the order asked."""
     from data.folders import pair_key
-    from visualize.collect import INPUT
+    from metrics.compare.collect import INPUT
 
     if not wanted:
         return scenes[:3]
@@ -72,8 +72,8 @@ def _image_src(out: Path, key: str, name: str, img, embed: bool) -> str:
     """Where the page finds one panel's image: a PNG under ``out/images/`` (relative link) or a data URI."""
     import cv2
 
+    from metrics.compare.collect import slug
     from utils.image_io import write_image
-    from visualize.collect import slug
 
     if embed:
         ok, buf = cv2.imencode(".png", img[:, :, ::-1])
@@ -88,11 +88,11 @@ def _image_src(out: Path, key: str, name: str, img, embed: bool) -> str:
 def main(argv: list[str] | None = None) -> dict:
     from tqdm import tqdm
 
+    from metrics.compare.collect import auto_zoom, check_zoom, collect, load, parse_method, score
+    from metrics.compare.figure import figure
+    from metrics.compare.page import build_page
     from utils.files import atomic_write
     from utils.image_io import write_image
-    from visualize.collect import auto_zoom, check_zoom, collect, load, parse_method, score
-    from visualize.figure import figure
-    from visualize.page import build_page
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

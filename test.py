@@ -20,8 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.folders import PairingError
-from data.testsets import STANDARD_DATASETS, find_test_sets
+from data.testsets import STANDARD_DATASETS, check_result_paths, find_test_sets, result_path
 from inference.runner import (
     add_model_arguments,
     derain_image,
@@ -66,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema,
                              fast=args.fast)
     out_root = Path(args.result_dir) / name
+    json_path = Path(args.json) if args.json else out_root / "scores.json"
+    csv_path = Path(args.csv) if args.csv else out_root / "scores.csv"
+    check_result_paths(sets, out_root, [] if args.no_score else [json_path, csv_path])
     tile = args.tile if args.tile is not None else spec_of(model).default_tile
     check_tile(model, tile)
     log.info("%s on %s, %s", name, device, f"{tile}x{tile} windows" if tile else "whole images")
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = list(zip(test_set.inputs, targets))
         for src, tgt in tqdm(jobs, desc=test_set.name, unit="img", disable=not sys.stderr.isatty()):
             result = derain_image(model, read_image(src), device, tile, args.max_batch, args.quantize, amp=args.amp)
-            write_image(out_dir / f"{src.stem}.png", result)
+            write_image(result_path(out_root, test_set, src), result)
             if tgt is not None:
                 scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))
         log.info("%s: %d images written to %s", test_set.name, len(test_set.inputs), out_dir)
@@ -88,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     if summaries:
         report = make_report(summaries)
         print(format_table(report, title=f"{name}: Y-channel PSNR (dB) / SSIM"))
-        json_path = Path(args.json) if args.json else out_root / "scores.json"
-        csv_path = Path(args.csv) if args.csv else out_root / "scores.csv"
         write_report_json(report, json_path)
         write_report_csv(report, csv_path)
         log.info("scores written to %s and %s", json_path, csv_path)
@@ -97,10 +97,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from utils.checkpoint import CheckpointError
-    from utils.image_io import ImageReadError
+    from utils.errors import run_cli
 
-    try:
-        sys.exit(main())
-    except (CheckpointError, ImageReadError, PairingError, FileNotFoundError, ValueError, KeyError) as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from models.options import ModelOptionError, check_options
+from utils.errors import UnknownNameError
+
 from .multiscale import DMSRLoss
 from .pixel import CharbonnierLoss, EdgeLoss, L1Loss, MSPFNLoss
 from .ssim import PReNetLoss
@@ -30,14 +33,13 @@ def loss_names() -> list[str]:
 
 def build_loss(name: str, **kwargs) -> nn.Module:
     """Instantiate a registered loss by name; unknown names list the valid ones."""
+    if not isinstance(name, str) or name not in LOSSES:
+        raise UnknownNameError(f"unknown loss {name!r}; known losses: {', '.join(loss_names())}")
+    check_options(LOSSES[name], kwargs, name, kind="loss")
     try:
-        cls = LOSSES[name]
-    except KeyError:
-        raise KeyError(f"unknown loss {name!r}; known losses: {', '.join(loss_names())}") from None
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise TypeError(f"bad options for loss {name}: {err}") from None
+        return LOSSES[name](**kwargs)
+    except ModelOptionError as err:  # the loss's own range check: say which loss it was
+        raise ModelOptionError(f"bad options for loss {name}: {err}") from None
 
 
 __all__ = [

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import primary_output
+from models.options import check_number
 
 
 def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -43,7 +44,7 @@ class CharbonnierLoss(nn.Module):
 
     def __init__(self, eps: float = 1e-3):
         super().__init__()
-        self.eps = eps
+        self.eps = check_number("eps", eps)
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         return charbonnier(primary_output(output), target, self.eps)
@@ -54,7 +55,7 @@ class EdgeLoss(nn.Module):
 
     def __init__(self, eps: float = 1e-3):
         super().__init__()
-        self.eps = eps
+        self.eps = check_number("eps", eps)
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         return charbonnier(laplacian(primary_output(output)), laplacian(target), self.eps)
@@ -69,9 +70,9 @@ class MSPFNLoss(nn.Module):
 
     def __init__(self, charbonnier_weight: float = 1.0, edge_weight: float = 0.05, eps: float = 1e-3):
         super().__init__()
-        self.charbonnier_weight = charbonnier_weight
-        self.edge_weight = edge_weight
-        self.eps = eps
+        self.charbonnier_weight = check_number("charbonnier_weight", charbonnier_weight)
+        self.edge_weight = check_number("edge_weight", edge_weight)
+        self.eps = check_number("eps", eps)
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         out = primary_output(output)

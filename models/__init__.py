@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from torch import nn
 
+from utils.errors import UnknownNameError
+
 from .dmsr import DMSR
 from .identity import Identity
 from .mspfn import MSPFN
+from .options import ModelOptionError, check_options, check_size
 from .prenet import PRN, PReNet, PReNet_r, PRN_r
 from .spec import ModelSpec, primary_output, spec_of
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names", "primary_output", "spec_of"]
+__all__ = ["MODELS", "ModelOptionError", "ModelSpec", "build_model", "get_model_class", "model_names",
+           "primary_output", "spec_of"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "DMSR": DMSR,
@@ -31,16 +35,21 @@ def model_names() -> list[str]:
 
 
 def get_model_class(name: str) -> type[nn.Module]:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(model_names())}") from None
+    if not isinstance(name, str) or name not in MODELS:
+        raise UnknownNameError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+    return MODELS[name]
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    """Instantiate a registered model by name."""
+    """Instantiate a registered model by name.
+
+    The options are checked first (:mod:`models.options`): unknown names, values
+    out of range (each constructor checks its own) and networks of more than
+    :data:`~models.options.MAX_PARAMETERS` parameters raise
+    :class:`~models.options.ModelOptionError` before any memory is allocated.
+    """
     cls = get_model_class(name)
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise TypeError(f"bad options for model {name}: {err}") from None
+    check_options(cls, kwargs, name)
+    if kwargs:  # the defaults are known to be sane; anything else is counted on the meta device first
+        check_size(cls, kwargs, name)
+    return cls(**kwargs)

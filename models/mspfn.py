@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .options import ModelOptionError, check_int, check_range
 from .spec import ModelSpec
 
 
@@ -304,15 +305,13 @@ class MSPFN(nn.Module):
     def __init__(self, width: int = 64, num_ffm: int = 17, caus: tuple[int, int, int] = (1, 3, 3),
                  in_channels: int = 3, input_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
-        if width % 4:
-            raise ValueError(f"width must be a multiple of 4, got {width}")
-        caus = tuple(int(n) for n in caus)
-        if len(caus) != 3 or min(caus) < 0:
-            raise ValueError(f"caus must be three non-negative counts (1/4, 1/2, full), got {caus}")
-        low, high = (float(v) for v in input_range)
-        if not high > low:
-            raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
-        self.input_range = (low, high)
+        width = check_int("width", width, 4, 512, multiple=4)
+        num_ffm = check_int("num_ffm", num_ffm, 1, 64)
+        if isinstance(caus, (str, bytes)) or not hasattr(caus, "__len__") or len(caus) != 3:
+            raise ModelOptionError(f"caus must be three counts (1/4, 1/2, full scale), got {caus!r}")
+        caus = tuple(check_int(f"caus[{i}]", n, 0, 16) for i, n in enumerate(caus))
+        in_channels = check_int("in_channels", in_channels, 3, 3)
+        self.input_range = check_range("input_range", input_range)
         self.features = InitialFeatures(width, in_channels)
         self.cfm = CoarseFusion(width)
         self.ffm = nn.ModuleList(FineFusion(width, caus) for _ in range(num_ffm))

@@ -1,0 +1,95 @@
+"""Checking a network's constructor options before anything is allocated.
+
+Options come from config files, ``--model-opts`` and checkpoints, so they
+are untrusted.  :func:`check_options` rejects names the constructor does not
+take; each constructor checks the range of its own options with
+:func:`check_int` / :func:`check_bool`; and :func:`check_size` counts the
+parameters of the network on PyTorch's ``meta`` device (no memory, no
+initialisation) and refuses one larger than :data:`MAX_PARAMETERS`.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+
+import torch
+from torch import nn
+
+from utils.errors import UserError
+
+# 20x the largest network of the papers (DMSR, 35 M): 2.8 GB of float32 weights, 11 GB to train with Adam.
+MAX_PARAMETERS = 700_000_000
+
+
+class ModelOptionError(UserError, ValueError):
+    """A constructor option is unknown, of the wrong type or out of range; the message names it."""
+
+
+def check_int(name: str, value, low: int, high: int, multiple: int = 1) -> int:
+    """``value`` as an int in ``[low, high]`` (and a multiple of ``multiple``), or ModelOptionError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ModelOptionError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ModelOptionError(f"{name} must be between {low} and {high}, got {value}")
+    if value % multiple:
+        raise ModelOptionError(f"{name} must be a multiple of {multiple}, got {value}")
+    return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ModelOptionError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_range(name: str, value) -> tuple[float, float]:
+    """A ``(low, high)`` pair of finite numbers with ``high > low``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+        raise ModelOptionError(f"{name} must be (low, high), two finite numbers, got {value!r}")
+    low, high = (float(v) for v in value)
+    if not high > low:
+        raise ModelOptionError(f"{name} must be (low, high) with high > low, got {value!r}")
+    return low, high
+
+
+def check_number(name: str, value, low: float = 0.0, high: float = math.inf, low_open: bool = False) -> float:
+    """A finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``), or ModelOptionError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ModelOptionError(f"{name} must be a finite number, got {value!r}")
+    if value > high or value < low or (low_open and value == low):
+        raise ModelOptionError(f"{name} must be {'>' if low_open else '>='} {low}"
+                               + (f" and <= {high}" if high < math.inf else "") + f", got {value}")
+    return float(value)
+
+
+def check_options(cls: type[nn.Module], options: dict, name: str | None = None, kind: str = "model") -> None:
+    """Refuse option names ``cls`` does not take (listing those it does)."""
+    name = name or cls.__name__
+    bad_keys = [k for k in options if not isinstance(k, str)]
+    if bad_keys:
+        raise ModelOptionError(f"bad options for {kind} {name}: option names must be strings, got {bad_keys!r}")
+    own_init = cls.__init__ is not nn.Module.__init__  # nn.Module's own takes no options
+    params = inspect.signature(cls.__init__).parameters if own_init else {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    known = [k for k, p in params.items() if k != "self" and p.kind in
+             (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    unknown = [k for k in options if k not in known]
+    if unknown and not takes_any:
+        raise ModelOptionError(f"bad options for {kind} {name}: it has no option(s) {', '.join(unknown)} "
+                               f"(its options: {', '.join(known) or 'none'})")
+
+
+def check_size(cls: type[nn.Module], options: dict, name: str | None = None,
+               limit: int = MAX_PARAMETERS) -> int:
+    """Parameters of ``cls(**options)``, counted on the meta device; more than ``limit`` is an error."""
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in cls(**options).parameters())
+    except ModelOptionError as err:  # a constructor's own range check: say which model it was
+        raise ModelOptionError(f"bad options for model {name or cls.__name__}: {err}") from None
+    if count > limit:
+        raise ModelOptionError(f"model {name or cls.__name__} with options {options} would have {count:,} "
+                               f"parameters, more than the limit of {limit:,}")
+    return count

@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
     try:
         dist, device = init_distributed(args.device)
         trainer = Trainer(cfg, device, dist, argv)
-    except (ModelOptionError, UnknownNameError) as err:  # MODEL.NAME / LOSS.NAME or their options
+    except (ConfigError, ModelOptionError, UnknownNameError) as err:  # MODEL.NAME / LOSS.NAME, their options
         cleanup()
         raise SystemExit(f"config error: {err}") from None
     except (UserError, OSError) as err:

@@ -57,7 +57,7 @@ def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool,
     """``(input, output)`` for every image named or found in the given folders; clashes are errors.
 
     No output (nor, with ``side_by_side``, comparison image) may overwrite an
-    input or another output.
+    input, another output, or any file in a folder the inputs come from.
     """
     jobs = []
     for arg in paths:
@@ -79,11 +79,12 @@ def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool,
     if not jobs:
         raise FileNotFoundError(f"no images found in {', '.join(paths)}")
     inputs = {src.resolve() for src, _ in jobs}
+    photo_folders = {key.parent for key in inputs}  # an existing file there is a photo, not an earlier output
     seen: dict[Path, Path] = {}
     for src, dst in jobs:
         for out in (dst, compare_path(dst)) if side_by_side else (dst,):
             key = out.resolve()
-            if key in inputs:
+            if key in inputs or (key.parent in photo_folders and out.exists()):
                 raise UsageError(f"output {out} would overwrite an input image; choose another --out")
             if key in seen:
                 raise UsageError(f"{seen[key]} and {src} would both be written to {out}")

@@ -12,12 +12,12 @@ from utils.errors import UnknownNameError
 from .dmsr import DMSR
 from .identity import Identity
 from .mspfn import MSPFN
-from .options import ModelOptionError, check_options, check_size
+from .options import ModelOptionError, build_on_meta, check_options
 from .prenet import PRN, PReNet, PReNet_r, PRN_r
 from .spec import ModelSpec, primary_output, spec_of
 
-__all__ = ["MODELS", "ModelOptionError", "ModelSpec", "build_model", "get_model_class", "model_names",
-           "primary_output", "spec_of"]
+__all__ = ["MODELS", "ModelOptionError", "ModelSpec", "build_model", "check_model", "get_model_class",
+           "model_names", "primary_output", "spec_of"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "DMSR": DMSR,
@@ -50,6 +50,14 @@ def build_model(name: str, **kwargs) -> nn.Module:
     """
     cls = get_model_class(name)
     check_options(cls, kwargs, name)
-    if kwargs:  # the defaults are known to be sane; anything else is counted on the meta device first
-        check_size(cls, kwargs, name)
+    if kwargs:  # the defaults are known to be sane; anything else is built on the meta device first
+        build_on_meta(cls, kwargs, name)
     return cls(**kwargs)
+
+
+def check_model(name: str, **kwargs) -> nn.Module:
+    """The model ``name`` with these options built on the meta device (no memory): its options are
+    checked as :func:`build_model` checks them, and its spec and size can be read."""
+    cls = get_model_class(name)
+    check_options(cls, kwargs, name)
+    return build_on_meta(cls, kwargs, name)

@@ -3,9 +3,9 @@
 Options come from config files, ``--model-opts`` and checkpoints, so they
 are untrusted.  :func:`check_options` rejects names the constructor does not
 take; each constructor checks the range of its own options with
-:func:`check_int` / :func:`check_bool`; and :func:`check_size` counts the
-parameters of the network on PyTorch's ``meta`` device (no memory, no
-initialisation) and refuses one larger than :data:`MAX_PARAMETERS`.
+:func:`check_int` / :func:`check_bool`; and :func:`build_on_meta` builds the
+network on PyTorch's ``meta`` device (no memory, no initialisation) and
+refuses one of more than :data:`MAX_PARAMETERS` parameters.
 """
 from __future__ import annotations
 
@@ -81,15 +81,17 @@ def check_options(cls: type[nn.Module], options: dict, name: str | None = None, 
                                f"(its options: {', '.join(known) or 'none'})")
 
 
-def check_size(cls: type[nn.Module], options: dict, name: str | None = None,
-               limit: int = MAX_PARAMETERS) -> int:
-    """Parameters of ``cls(**options)``, counted on the meta device; more than ``limit`` is an error."""
+def build_on_meta(cls: type[nn.Module], options: dict, name: str | None = None,
+                  limit: int = MAX_PARAMETERS) -> nn.Module:
+    """``cls(**options)`` on the meta device (no memory, no initialisation); more than ``limit`` parameters
+    is an error.  Its spec and size can be read before the real network is allocated."""
     try:
         with torch.device("meta"):
-            count = sum(p.numel() for p in cls(**options).parameters())
+            model = cls(**options)
     except ModelOptionError as err:  # a constructor's own range check: say which model it was
         raise ModelOptionError(f"bad options for model {name or cls.__name__}: {err}") from None
+    count = sum(p.numel() for p in model.parameters())
     if count > limit:
         raise ModelOptionError(f"model {name or cls.__name__} with options {options} would have {count:,} "
                                f"parameters, more than the limit of {limit:,}")
-    return count
+    return model

@@ -19,8 +19,8 @@ import torch
 import yaml
 from yacs.config import CfgNode as CN
 
-from models import get_model_class
-from utils.errors import UserError
+from models import ModelOptionError, check_model, get_model_class, spec_of
+from utils.errors import UnknownNameError, UserError
 from utils.precision import cpu_has_fast_bf16
 
 
@@ -287,10 +287,28 @@ def validate(cfg: CN) -> None:
     for key in ("TRAINING.TRAIN_DIR", "TRAINING.SAVE_DIR"):
         if not cfg[key.split(".")[0]][key.split(".")[1]]:
             _fail(key, "a folder", "")
-    for key, value in (("MODEL.ARGS", cfg.MODEL.ARGS), ("LOSS.ARGS", cfg.LOSS.ARGS)):
-        bad = [k for k in value if not k.isidentifier()]
-        if bad:
-            raise ConfigError(f"{key}: {bad[0]!r} is not an option name")
+    _check_model_and_loss(cfg)
+
+
+def _check_model_and_loss(cfg: CN) -> None:
+    """MODEL.NAME / LOSS.NAME and their options, checked without allocating the model (meta device)."""
+    from losses import build_loss
+
+    try:
+        model = check_model(cfg.MODEL.NAME, **config_to_dict(cfg.MODEL.ARGS))
+    except (ModelOptionError, UnknownNameError) as err:
+        raise ConfigError(f"MODEL.NAME / MODEL.ARGS: {err}") from None
+    spec, ps = spec_of(model), cfg.TRAINING.TRAIN_PS
+    if not spec.is_plain:
+        raise ConfigError(f"MODEL.ARGS: {cfg.MODEL.NAME} with these options takes {spec.channel_order} input in "
+                          f"{spec.input_range}; training uses RGB in [0, 1] - drop the release-convention options")
+    if ps % spec.pad_multiple or ps < spec.min_size:
+        raise ConfigError(f"TRAINING.TRAIN_PS {ps} does not suit {cfg.MODEL.NAME}: patches must be a multiple of "
+                          f"{spec.pad_multiple} and at least {spec.min_size} pixels")
+    try:
+        build_loss(cfg.LOSS.NAME, **config_to_dict(cfg.LOSS.ARGS))
+    except (ModelOptionError, UnknownNameError) as err:
+        raise ConfigError(f"LOSS.NAME / LOSS.ARGS: {err}") from None
 
 
 def config_to_dict(cfg: CN) -> dict:

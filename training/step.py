@@ -15,7 +15,7 @@ from losses import build_loss
 from models import build_model, spec_of
 from utils.precision import amp_dtype, autocast, compile_model, to_channels_last
 
-from .config import ConfigError, config_to_dict
+from .config import config_to_dict
 
 
 def adam_kernel_kwargs(fused: bool, device: torch.device | str) -> dict:
@@ -29,13 +29,9 @@ def build_training_model(cfg, device: torch.device, sync_bn: bool = False) -> nn
     """``MODEL.NAME`` with ``MODEL.ARGS`` on ``device``, channels-last with FAST.CHANNELS_LAST."""
     model = build_model(cfg.MODEL.NAME, **config_to_dict(cfg.MODEL.ARGS))
     if not spec_of(model).is_plain:
-        raise ConfigError(f"{cfg.MODEL.NAME} with these options takes {spec_of(model).channel_order} input in "
+        raise ValueError(f"{cfg.MODEL.NAME} with these options takes {spec_of(model).channel_order} input in "
                          f"{spec_of(model).input_range}; training uses RGB in [0, 1] - drop the release-convention "
                          "options from MODEL.ARGS")
-    spec, ps = spec_of(model), cfg.TRAINING.TRAIN_PS
-    if ps % spec.pad_multiple or ps < spec.min_size:
-        raise ConfigError(f"TRAINING.TRAIN_PS {ps} does not suit {cfg.MODEL.NAME}: patches must be a multiple of "
-                          f"{spec.pad_multiple} and at least {spec.min_size} pixels")
     if sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)

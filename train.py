@@ -86,4 +86,5 @@ if __name__ == "__main__":
     try:
         sys.exit(exit_status(main()))
     except KeyboardInterrupt:  # Ctrl-C before training started (during the start-up checks)
-        sys.exit("interrupted")
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

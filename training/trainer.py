@@ -267,21 +267,21 @@ class Trainer:
         if resume:
             if not self.resume() and self.is_main:
                 log.warning("--resume: no model_latest.pth in %s; starting from scratch", self.save_dir)
-        if self.is_main:
-            write_run_info(self.save_dir / "config.yaml", self.cfg.dump(), self.argv)
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
         summary = {"save_dir": str(self.save_dir), "stopped_by": None}
-        if self.val_set is not None:
-            summary["input_psnr"] = self.input_psnr()
-            log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images)",
-                     summary["input_psnr"], t.VAL_METRIC, len(self.val_set))
-        log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
-                 cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
-                 self.dist.world_size, self.device, self.save_dir)
-        self.stop.install()
+        self.stop.install()  # from here on a stop signal saves model_latest.pth (after the next step)
         try:
+            if self.is_main:
+                write_run_info(self.save_dir / "config.yaml", self.cfg.dump(), self.argv)
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
+            if self.val_set is not None:
+                summary["input_psnr"] = self.input_psnr()
+                log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images)",
+                         summary["input_psnr"], t.VAL_METRIC, len(self.val_set))
+            log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
+                     cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
+                     self.dist.world_size, self.device, self.save_dir)
             self._loop(summary)
         finally:
             self.stop.uninstall()

@@ -64,6 +64,9 @@ def find_test_sets(input_dir: Path, datasets: list[str] | None, score: bool) -> 
             return [_make_set(input_dir.parent.name, input_dir, input_dir.parent / "target", score)]
         return [_make_set(input_dir.name, input_dir, None, score)]
     sets = []
+    for name in datasets or ():
+        if name in ("", ".", "..") or any(c in name for c in "/\\"):
+            raise UsageError(f"--datasets {name!r}: a set is a folder name under --input_dir, not a path")
     for name in datasets or STANDARD_DATASETS:
         folder = input_dir / name / "input"
         if not folder.is_dir():

@@ -26,6 +26,10 @@ class ModelOptionError(UserError, ValueError):
     """A constructor option is unknown, of the wrong type or out of range; the message names it."""
 
 
+class UnknownOptionError(ModelOptionError, TypeError):
+    """An option the constructor does not take (a TypeError, as Python's own unexpected keyword)."""
+
+
 def check_int(name: str, value, low: int, high: int, multiple: int = 1) -> int:
     """``value`` as an int in ``[low, high]`` (and a multiple of ``multiple``), or ModelOptionError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -69,7 +73,7 @@ def check_options(cls: type[nn.Module], options: dict, name: str | None = None, 
     name = name or cls.__name__
     bad_keys = [k for k in options if not isinstance(k, str)]
     if bad_keys:
-        raise ModelOptionError(f"bad options for {kind} {name}: option names must be strings, got {bad_keys!r}")
+        raise UnknownOptionError(f"bad options for {kind} {name}: option names must be strings, got {bad_keys!r}")
     own_init = cls.__init__ is not nn.Module.__init__  # nn.Module's own takes no options
     params = inspect.signature(cls.__init__).parameters if own_init else {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -77,7 +81,7 @@ def check_options(cls: type[nn.Module], options: dict, name: str | None = None, 
              (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
     unknown = [k for k in options if k not in known]
     if unknown and not takes_any:
-        raise ModelOptionError(f"bad options for {kind} {name}: it has no option(s) {', '.join(unknown)} "
+        raise UnknownOptionError(f"bad options for {kind} {name}: it has no option(s) {', '.join(unknown)} "
                                f"(its options: {', '.join(known) or 'none'})")
 
 

@@ -250,3 +250,11 @@ def test_build_store_replaces_an_older_store(tmp_path):
     write_png(root / "target" / "002.png", rgb(70, 76, seed=9))
     expect_ok(run_tool("build_store", "--root", root, "--out", tmp_path / "s.store", cwd=tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.store", "train"]
+
+
+def test_test_py_set_names_cannot_reach_outside_the_result_dir(tmp_path):
+    root = make_pairs(tmp_path / "sets" / "Rain100L", n=1)
+    run = run_tool("test", "--model", "Identity", "--input_dir", root.parent, "--datasets", "../sets/Rain100L",
+                   "--result_dir", tmp_path / "res", cwd=tmp_path)
+    expect_error(run, "../sets/Rain100L", "not a path")
+    assert not (tmp_path / "res").exists()

@@ -141,3 +141,33 @@ def test_evaluate_names_images_too_small_to_score(tmp_path):
     write_png(tmp_path / "res" / "Rain100L" / "a.png", rgb(5, 5, seed=1))
     run = run_tool("evaluate", "--result_dir", tmp_path / "res", "--gt_dir", tmp_path / "gt", cwd=tmp_path)
     expect_error(run, "a.png", "too small")
+
+
+@pytest.mark.parametrize("damage", ["header-length", "entry-offset", "entry-size", "truncated"])
+def test_a_damaged_store_is_named_at_start_up(damage, tmp_path):
+    """A store with the right magic but a hostile header: no giant read, no reshape error mid-training."""
+    import json
+    import struct
+
+    from data.store import MAGIC
+
+    train, val = make_pairs(tmp_path / "train", n=3), make_pairs(tmp_path / "val", n=1)
+    expect_ok(run_tool("build_store", "--root", train, "--out", tmp_path / "s.store", cwd=tmp_path))
+    data = bytearray((tmp_path / "s.store").read_bytes())
+    (length,) = struct.unpack("<Q", data[len(MAGIC):len(MAGIC) + 8])
+    start = len(MAGIC) + 8
+    header = json.loads(data[start:start + length])
+    if damage == "header-length":
+        data[len(MAGIC):start] = struct.pack("<Q", 2**60)
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        entry = header["pairs"][1]
+        entry.update({"offset": 7} if damage == "entry-offset" else {"height": -70})
+        text = json.dumps(header).encode()
+        data[len(MAGIC):start + length] = struct.pack("<Q", len(text)) + text
+        data[start + len(text):start + len(text)] = b" " * (length - len(text))  # keep the data start in place
+    (tmp_path / "s.store").write_bytes(bytes(data))
+    run = run_tool("train", *train_args(train, val, tmp_path / "ck", "TRAINING.STORE", tmp_path / "s.store"),
+                   cwd=tmp_path)
+    expect_error(run, tmp_path / "s.store")

@@ -33,6 +33,7 @@ from inference.runner import (
 )
 from inference.windows import check_tile
 from models import spec_of
+from utils.errors import UsageError
 from utils.image_io import ImageReadError, is_image_file, list_images, read_image, write_image
 
 log = logging.getLogger("derain")
@@ -51,8 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool) -> list[tuple[Path, Path]]:
-    """``(input, output)`` for every image named or found in the given folders; clashes are errors."""
+def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool,
+                 side_by_side: bool = False) -> list[tuple[Path, Path]]:
+    """``(input, output)`` for every image named or found in the given folders; clashes are errors.
+
+    No output (nor, with ``side_by_side``, comparison image) may overwrite an
+    input, another output, or any file in a folder the inputs come from.
+    """
     jobs = []
     for arg in paths:
         path = Path(arg)
@@ -66,20 +72,29 @@ def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool) -> 
             jobs += [(f, out_dir / f.relative_to(path).with_suffix(f".{ext}")) for f in files]
         elif path.is_file():
             jobs.append((path, out_dir / f"{path.stem}.{ext}"))
+        elif path.exists():
+            raise UsageError(f"{path} is neither an image file nor a folder")
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     if not jobs:
         raise FileNotFoundError(f"no images found in {', '.join(paths)}")
     inputs = {src.resolve() for src, _ in jobs}
+    photo_folders = {key.parent for key in inputs}  # an existing file there is a photo, not an earlier output
     seen: dict[Path, Path] = {}
     for src, dst in jobs:
-        key = dst.resolve()
-        if key in inputs:
-            raise ValueError(f"output {dst} would overwrite an input image; choose another --out")
-        if key in seen:
-            raise ValueError(f"{seen[key]} and {src} would both be written to {dst}")
-        seen[key] = src
+        for out in (dst, compare_path(dst)) if side_by_side else (dst,):
+            key = out.resolve()
+            if key in inputs or (key.parent in photo_folders and out.exists()):
+                raise UsageError(f"output {out} would overwrite an input image; choose another --out")
+            if key in seen:
+                raise UsageError(f"{seen[key]} and {src} would both be written to {out}")
+            seen[key] = src
     return jobs
+
+
+def compare_path(dst: Path) -> Path:
+    """Where ``--side-by-side`` writes the input | output image of output ``dst``."""
+    return dst.with_name(f"{dst.stem}{COMPARE_SUFFIX}{dst.suffix}")
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 8) -> np.ndarray:
@@ -92,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = resolve_device(args.device)
-    jobs = collect_jobs(args.paths, Path(args.out), args.ext, args.recursive)
+    jobs = collect_jobs(args.paths, Path(args.out), args.ext, args.recursive, args.side_by_side)
     model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema,
                              fast=args.fast)
     tile = args.tile if args.tile is not None else spec_of(model).default_tile
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         result = derain_image(model, img, device, tile, args.max_batch, args.quantize, amp=args.amp)
         write_image(dst, result)
         if args.side_by_side:
-            write_image(dst.with_name(f"{dst.stem}{COMPARE_SUFFIX}{dst.suffix}"), side_by_side(img, result))
+            write_image(compare_path(dst), side_by_side(img, result))
     log.info("%d of %d images derained into %s", len(jobs) - len(failed), len(jobs), args.out)
     if failed:
         raise ImageReadError(f"{len(failed)} image(s) could not be read and were skipped: {', '.join(failed)}")
@@ -117,9 +132,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from utils.checkpoint import CheckpointError
+    from utils.errors import run_cli
 
-    try:
-        sys.exit(main())
-    except (CheckpointError, ImageReadError, FileNotFoundError, ValueError, KeyError) as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

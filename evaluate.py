@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.folders import PairingError, pair_files
+from data.folders import pair_files
 from data.testsets import STANDARD_DATASETS
 from metrics.report import (
     DEFAULT_METRICS,
@@ -41,6 +41,7 @@ from metrics.report import (
     write_report_csv,
     write_report_json,
 )
+from utils.errors import UsageError, positive_int
 from utils.image_io import list_images
 
 log = logging.getLogger("evaluate")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"sets to score (default: those of {' '.join(STANDARD_DATASETS)} found in --result_dir)")
     p.add_argument("--json", help="write the scores as JSON to this file")
     p.add_argument("--csv", help="write the scores as CSV to this file")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="scoring threads")
+    p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1), help="scoring threads")
     return p
 
 
@@ -88,6 +89,16 @@ def select_datasets(result_dir: Path, datasets: list[str] | None) -> list[str]:
     return found
 
 
+def check_report_paths(images: list[Path], reports: list[Path]) -> None:
+    """The score files must not overwrite an image being scored, nor each other."""
+    scored = {p.resolve() for p in images}
+    for path in reports:
+        if path.resolve() in scored:
+            raise UsageError(f"--json/--csv {path} would overwrite an image being scored")
+    if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
+        raise UsageError(f"--json and --csv are the same file {reports[0]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -106,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             if not results:
                 raise FileNotFoundError(f"{name}: no images in {result_dir / name}")
             pairs[name] = [(path, None) for path in results]
+    check_report_paths([p for set_pairs in pairs.values() for pair in set_pairs for p in pair if p is not None],
+                       [Path(f) for f in (args.json, args.csv) if f])
 
     summaries = {}
     for name, set_pairs in pairs.items():
@@ -121,9 +134,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from utils.image_io import ImageReadError
+    from utils.errors import run_cli
 
-    try:
-        sys.exit(main())
-    except (ImageReadError, PairingError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.folders import PairingError
-from data.testsets import STANDARD_DATASETS, find_test_sets
+from data.testsets import STANDARD_DATASETS, check_result_paths, find_test_sets, result_path
 from inference.runner import (
     add_model_arguments,
     derain_image,
@@ -75,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema,
                              fast=args.fast)
     out_root = Path(args.result_dir) / name
+    json_path = Path(args.json) if args.json else out_root / "scores.json"
+    csv_path = Path(args.csv) if args.csv else out_root / "scores.csv"
+    check_result_paths(sets, out_root, [] if args.no_score else [json_path, csv_path])
     tile = args.tile if args.tile is not None else spec_of(model).default_tile
     check_tile(model, tile)
     log.info("%s on %s, %s", name, device, f"{tile}x{tile} windows" if tile else "whole images")
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         for src, tgt in tqdm(jobs, desc=test_set.name, unit="img", disable=not sys.stderr.isatty()):
             rainy = read_image(src)
             result = derain_image(model, rainy, device, tile, args.max_batch, args.quantize, amp=args.amp)
-            out_path = out_dir / f"{src.stem}.png"
+            out_path = result_path(out_root, test_set, src)
             write_image(out_path, result)
             if tgt is not None:
                 scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))
@@ -104,15 +106,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if summaries:
         report = make_report(summaries)
-        paired = {k: {m: v for m, v in s.items() if m in ("psnr", "ssim", "n")} for k, s in report.items()
-                  if "psnr" in s}
+        paired = {k: {m: v for m, v in s.items() if m in ("psnr", "ssim", "n", "identical", "psnr_others")}
+                  for k, s in report.items() if "psnr" in s}
         if paired:
             print(format_table(paired, title=f"{name}: {describe(paired)}"))
         for set_name, s in summaries.items():
             if "niqe" in s:
                 print(format_method_table(set_name, s["n"], {"Rainy input": s["input_niqe"], name: s["niqe"]}))
-        json_path = Path(args.json) if args.json else out_root / "scores.json"
-        csv_path = Path(args.csv) if args.csv else out_root / "scores.csv"
         write_report_json(report, json_path)
         write_report_csv(report, csv_path)
         log.info("scores written to %s and %s", json_path, csv_path)
@@ -120,10 +120,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from utils.checkpoint import CheckpointError
-    from utils.image_io import ImageReadError
+    from utils.errors import run_cli
 
-    try:
-        sys.exit(main())
-    except (CheckpointError, ImageReadError, PairingError, FileNotFoundError, ValueError, KeyError) as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

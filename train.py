@@ -8,7 +8,13 @@
     torchrun --nproc_per_node 4 train.py              # 4 GPUs (DistributedDataParallel)
 
 Checkpoints, the resolved config, the log and TensorBoard files go to
-``<TRAINING.SAVE_DIR>/<MODEL.MODE>/<MODEL.SESSION>/``.
+``<TRAINING.SAVE_DIR>/<MODEL.MODE>/<MODEL.SESSION>/``.  A session folder
+holds one run: it is locked while the run writes to it, and a new run
+(without --resume) refuses a folder that already holds checkpoints.
+
+Exit status: 0 when the run finished (early stopping included), 1 with an
+"error:" line for bad input, and 143 when SIGTERM/SIGINT stopped it after
+saving model_latest.pth (continue with --resume).
 """
 from __future__ import annotations
 
@@ -18,7 +24,8 @@ import sys
 from pathlib import Path
 
 from training.config import ConfigError, load_config
-from utils.checkpoint import CheckpointError
+from training.run_state import EXIT_STOPPED
+from utils.errors import UnknownNameError, UserError, describe_os_error
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "training.yml"
 
@@ -42,51 +49,56 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
+    """Train; returns the run's summary.  Bad input ends in ``SystemExit`` with a one-line message."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.raiseExceptions = False  # a full disk must not print a traceback for every line of train.log
     config = args.config or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else None)
     try:
         cfg = load_config(config, args.opts)
     except ConfigError as err:
         raise SystemExit(f"config error: {err}") from None
 
-    from data import DatasetError
-    from data.folders import PairingError
-    from training.trainer import Trainer, TrainingError
+    from models import ModelOptionError
+    from training.trainer import Trainer
     from utils.distributed import cleanup, init_distributed
 
     try:
         dist, device = init_distributed(args.device)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    if args.fast:
-        from training.config import fast_opts
+        if args.fast:
+            from training.config import fast_opts
 
-        switches = fast_opts(device, cfg.MODEL.NAME)
-        try:
+            switches = fast_opts(device, cfg.MODEL.NAME)
             cfg = load_config(config, switches + list(args.opts or []))
-        except ConfigError as err:
-            raise SystemExit(f"config error: {err}") from None
-        if dist.is_main:
-            logging.info("--fast on %s: %s", device, " ".join(switches))
-    if not dist.is_main:
-        logging.getLogger().setLevel(logging.WARNING)
-    try:
+            if dist.is_main:
+                logging.info("--fast on %s: %s", device, " ".join(switches))
+        if not dist.is_main:
+            logging.getLogger().setLevel(logging.WARNING)
         trainer = Trainer(cfg, device, dist, argv)
-    except (KeyError, TypeError) as err:  # unknown MODEL.NAME / LOSS.NAME, or options they do not take
+    except (ConfigError, ModelOptionError, UnknownNameError) as err:  # MODEL.NAME / LOSS.NAME, their options
         cleanup()
-        raise SystemExit(f"config error: {err.args[0] if err.args else err}") from None
-    except (TrainingError, DatasetError, PairingError, FileNotFoundError) as err:
+        raise SystemExit(f"config error: {err}") from None
+    except (UserError, OSError) as err:
         cleanup()
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {describe_os_error(err) if isinstance(err, OSError) else err}") from None
     try:
         return trainer.fit(resume=args.resume)
-    except (TrainingError, DatasetError, PairingError, CheckpointError, FileNotFoundError) as err:
-        raise SystemExit(f"error: {err}") from None
+    except (UserError, OSError) as err:
+        raise SystemExit(f"error: {describe_os_error(err) if isinstance(err, OSError) else err}") from None
     finally:
+        trainer.close()
         cleanup()
+
+
+def exit_status(summary: dict) -> int:
+    """0 for a finished run (early stopping included), EXIT_STOPPED for one stopped by SIGTERM/SIGINT."""
+    return EXIT_STOPPED if summary.get("stopped_by") not in (None, "early_stopping") else 0
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        sys.exit(exit_status(main()))
+    except KeyboardInterrupt:  # Ctrl-C before training started (during the start-up checks)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

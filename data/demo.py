@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from utils.errors import UsageError, UserError
 from utils.files import atomic_write
 from utils.image_io import write_image
 
@@ -39,6 +39,7 @@ TEST_PHOTO = "chelsea"
 SCALES = (1.0, 0.75, 0.5)
 HELD_OUT_SIZE = (240, 320)  # (height, width) of each held-out test region
 _TRAIN, _TEST = 0, 1  # seed-sequence tags: the two splits never share a rain seed
+MAX_TRAIN = 100_000  # training pairs (about 20 minutes on one core)
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -84,6 +85,94 @@ def _settings(seed: int, num_train: int, patch: int, preset: str) -> dict:
     return {"version": FORMAT_VERSION, "seed": seed, "num_train": num_train, "patch": patch, "preset": preset}
 
 
+class DemoExistsError(UserError, FileExistsError):
+    """The output folder holds another build, or files this builder did not write."""
+
+
+def _train_counts(num_train: int) -> list[int]:
+    return [num_train // len(TRAIN_PHOTOS) + (p < num_train % len(TRAIN_PHOTOS)) for p in range(len(TRAIN_PHOTOS))]
+
+
+def _planned(num_train: int) -> dict[str, list[str]]:
+    """The stems a build writes, per split (a function of ``num_train`` alone)."""
+    train = [f"{name}_{j:03d}" for name, count in zip(TRAIN_PHOTOS, _train_counts(num_train)) for j in range(count)]
+    test = [TEST_PHOTO] + [name if b == 0 else f"{name}_{b}" for name in TRAIN_PHOTOS
+                           for b in range(2 if name == "motorcycle" else 1)]
+    return {"train": train, "test": test}
+
+
+def _owned(manifest: dict) -> set[str]:
+    """Files (relative paths) a build recorded in its manifest: the only ones this builder ever deletes."""
+    return {f"{split}/{kind}/{stem}.png" for split in ("train", "test") for stem in manifest[split]
+            for kind in ("input", "target")}
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """A manifest this builder wrote (finished or not), or None."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(manifest, dict) and isinstance(manifest.get("settings"), dict)
+          and all(isinstance(manifest.get(split), dict) for split in ("train", "test")))
+    return manifest if ok else None
+
+
+def _clear_previous_build(out: Path, settings: dict, force: bool) -> bool:
+    """Make way for a build in ``out``; False when ``out`` already holds this very build.
+
+    Only files listed in the previous build's manifest are deleted (with
+    ``force``); a folder holding anything else is an error naming it.
+    """
+    if out.exists() and not out.is_dir():
+        raise DemoExistsError(f"--out {out} is a file, not a folder")
+    manifest_path = out / MANIFEST
+    existing = [p for p in (out / "train", out / "test", manifest_path) if p.exists()]
+    if not existing:
+        return True
+    manifest = _read_manifest(manifest_path)
+    if manifest is None:
+        raise DemoExistsError(
+            f"{out} holds {', '.join(p.name for p in existing)} but no manifest of a demo build: make_demo_data.py "
+            "only ever deletes files it wrote itself; choose another --out")
+    if manifest["settings"] == settings and not manifest.get("building"):
+        logger.info("%s already holds the demo dataset with these settings; nothing to do", out)
+        return False
+    if not force:
+        raise DemoExistsError(f"{out} already holds a demo dataset built with other settings, or an unfinished "
+                              "one; pass --force to rebuild it")
+    owned = _owned(manifest)
+    present = [p for split in ("train", "test") for p in sorted((out / split).rglob("*"))]
+    foreign = [str(p) for p in present if (p.is_symlink() or not p.is_dir())
+               and p.relative_to(out).as_posix() not in owned]
+    if foreign:
+        shown = ", ".join(foreign[:10]) + (f" ... and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+        raise DemoExistsError(f"{out} holds files make_demo_data.py did not write ({shown}); it never deletes "
+                              "those: move them away or choose another --out")
+    for path in present:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+    for folder in sorted((p for p in present if p.is_dir() and not p.is_symlink()), key=lambda p: len(p.parts),
+                         reverse=True):
+        folder.rmdir()
+    for split in ("train", "test"):
+        if (out / split).is_dir():
+            (out / split).rmdir()
+    manifest_path.unlink()
+    return True
+
+
+def _check_crops(photos: dict[str, np.ndarray], patch: int) -> None:
+    """Every photo must hold a ``patch`` crop avoiding its test regions at every scale."""
+    for name, img in photos.items():
+        boxes = held_out_boxes(name, *img.shape[:2])
+        for scale in SCALES:
+            shape = (round(img.shape[0] * scale), round(img.shape[1] * scale))
+            if not _valid_origins(shape, patch, scale, boxes).any():
+                raise UsageError(f"--patch {patch} is too large: no {patch}-pixel crop of {name} at scale {scale} "
+                                 "avoids the test regions")
+
+
 def build_demo_dataset(
     out: str | os.PathLike, seed: int = 0, num_train: int = 320, patch: int = 128, preset: str = "medium",
     force: bool = False,
@@ -91,36 +180,29 @@ def build_demo_dataset(
     """Write the demo dataset under ``out``; returns False when an identical one is already there.
 
     A folder built with other settings, or an unfinished build, is an error
-    unless ``force``, which deletes ``out/train``, ``out/test`` and the manifest first.
+    unless ``force``, which deletes the files the previous build's manifest
+    lists (and nothing else: a folder holding other files is an error).
     """
-    if num_train < 1 or patch < 16:
-        raise ValueError(f"need num_train >= 1 and patch >= 16, got {num_train} and {patch}")
+    if not 1 <= num_train <= MAX_TRAIN:
+        raise UsageError(f"--num-train must be between 1 and {MAX_TRAIN}, got {num_train}")
+    if patch < 16:
+        raise UsageError(f"--patch must be at least 16, got {patch}")
+    if seed < 0:
+        raise UsageError(f"--seed must be non-negative, got {seed}")
     if preset not in PRESETS:
-        raise KeyError(f"unknown rain preset {preset!r}; valid names: {', '.join(PRESETS)}")
+        raise UsageError(f"unknown rain preset {preset!r}; valid names: {', '.join(PRESETS)}")
     out = Path(out)
     settings = _settings(seed, num_train, patch, preset)
+    photos = {name: load_photo(name) for name in TRAIN_PHOTOS}
+    _check_crops(photos, patch)
+    if not _clear_previous_build(out, settings, force):
+        return False
     manifest_path = out / MANIFEST
-    existing = [p for p in (out / "train", out / "test", manifest_path) if p.exists()]
-    if existing and not force:
-        if manifest_path.is_file():
-            try:
-                if json.loads(manifest_path.read_text()).get("settings") == settings:
-                    logger.info("%s already holds the demo dataset with these settings; nothing to do", out)
-                    return False
-            except (ValueError, AttributeError):
-                pass  # unreadable manifest: treated as a different build
-        raise FileExistsError(
-            f"{out} already holds a demo dataset built with other settings, or an unfinished one; "
-            "pass --force to rebuild it"
-        )
-    for path in existing:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    # Written first: an interrupted build is known to be this builder's, so --force may clear it.
+    atomic_write(manifest_path, json.dumps({"settings": settings, "building": True,
+                                            **{k: dict.fromkeys(v) for k, v in _planned(num_train).items()}}))
 
     manifest = {"settings": settings, "held_out": {}, "train": {}, "test": {}}
-    photos = {name: load_photo(name) for name in TRAIN_PHOTOS}
     for name, img in photos.items():
         manifest["held_out"][name] = held_out_boxes(name, *img.shape[:2])
 
@@ -129,8 +211,7 @@ def build_demo_dataset(
         write_image(out / split / "input" / f"{stem}.png", synthesize_rain(clean, rng, preset))
 
     k = 0
-    for p, (name, img) in enumerate(photos.items()):
-        count = num_train // len(photos) + (p < num_train % len(photos))
+    for (name, img), count in zip(photos.items(), _train_counts(num_train)):
         for j in range(count):
             rng = _rng(seed, _TRAIN, k)
             scale = SCALES[int(rng.integers(len(SCALES)))]

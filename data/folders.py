@@ -15,9 +15,9 @@ stray file is reported instead of silently shifting the pairing.
 ``evaluate_PSNR_SSIM.m`` strips the same markers with the same patterns.
 
 :func:`scan_pairs` checks a whole dataset folder at start-up (both files
-exist, are readable images - the header is read and, by default, the file's
-structure verified with Pillow - and have the same size) and raises one
-:class:`DatasetError` naming every offending file.
+exist, are readable images - by default verified with Pillow and decoded
+once - and have the same size) and raises one :class:`DatasetError` naming
+every offending file.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from utils.errors import UserError
 from utils.image_io import ImageReadError, list_images, read_image
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ _SUFFIX = re.compile(rf"[-_](?:{_MARKER})$", re.IGNORECASE)
 _SHOW = 10
 
 
-class PairingError(ValueError):
+class PairingError(UserError, ValueError):
     """Two folders do not hold matching images; the message lists the culprits."""
 
 
@@ -114,7 +115,7 @@ _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that transpose the im
 _HEADER_EXIF_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset folder or store is unusable; the message names every offending file (up to a limit)."""
 
 
@@ -141,12 +142,14 @@ def inspect_image(path: Path, verify: bool = True) -> tuple[tuple[int, int] | No
     """``((height, width), None)`` for a readable image, ``(None, reason)`` otherwise.
 
     Reads the header with Pillow and, with ``verify``, checks the file's
-    structure (chunk checksums for PNG) without decoding pixels.  The size is
-    the size :func:`utils.image_io.read_image` returns: EXIF orientation is
-    applied for JPEG, TIFF and WebP (for PNG it would cost a full decode).  A
-    file Pillow rejects is decoded with :func:`~utils.image_io.read_image`, the
-    reader training uses, before it is reported (Pillow lacks some formats
-    and modes OpenCV reads).
+    structure (chunk checksums for PNG) and then decodes it with
+    :func:`~utils.image_io.read_image`, the reader training uses, so that a
+    file with valid checksums but a corrupt compressed stream is found too.
+    Without ``verify`` only the header is read; the size is the size
+    ``read_image`` returns: EXIF orientation is applied for JPEG, TIFF and
+    WebP (for PNG it would cost a full decode).  A file Pillow rejects is
+    decoded with ``read_image`` before it is reported (Pillow lacks some
+    formats and modes OpenCV reads).
     """
     try:
         with Image.open(path) as im:
@@ -156,13 +159,15 @@ def inspect_image(path: Path, verify: bool = True) -> tuple[tuple[int, int] | No
                     width, height = height, width
             if verify:
                 im.verify()
-        return (height, width), None
+        if not verify:
+            return (height, width), None
+        reason = None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as err:
         reason = f"{type(err).__name__}: {err}"
     try:
         img = read_image(path)
-    except ImageReadError:
-        return None, reason
+    except ImageReadError as err:
+        return None, reason or str(err)
     return img.shape[:2], None
 
 

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.image_io import ImageReadError
+from utils.files import atomic_open
+from utils.image_io import MAX_PIXELS, ImageReadError
 
 from .folders import DatasetError, ImagePair, format_problems, pair_files, read_pair, scan_pairs
 
@@ -58,6 +59,7 @@ def build_store(root: str | os.PathLike, out: str | os.PathLike, workers: int | 
     """
     root, out = Path(root), Path(out)
     pairs = scan_pairs(root)
+    _check_output(out, pairs)
     entries, offset = [], 0
     for pair in pairs:
         entries.append(
@@ -85,30 +87,42 @@ def build_store(root: str | os.PathLike, out: str | os.PathLike, workers: int | 
             return None, f"{pair.input} decodes to {inp.shape[:2]}, its header says {(pair.height, pair.width)}"
         return np.stack([inp, tgt]), None
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     problems = []
     workers = workers or min(8, os.cpu_count() or 1)
-    try:
-        with open(tmp, "wb") as f, ThreadPoolExecutor(max_workers=workers) as pool:
-            f.write(MAGIC + struct.pack("<Q", len(header)) + header)
-            f.write(b"\0" * (start - f.tell()))
-            bar = tqdm(total=len(pairs), desc="building store", disable=not sys.stderr.isatty())
-            for k in range(0, len(pairs), _CHUNK):
-                for block, err in pool.map(decode, pairs[k : k + _CHUNK]):
-                    if err is not None:
-                        problems.append(err)
-                    elif not problems:
-                        f.write(memoryview(np.ascontiguousarray(block)).cast("B"))
-                bar.update(min(_CHUNK, len(pairs) - k))
-            bar.close()
+    # atomic_open: a temporary file renamed into place when complete; removed on any error (a full disk too)
+    with atomic_open(out, "wb") as f, ThreadPoolExecutor(max_workers=workers) as pool:
+        f.write(MAGIC + struct.pack("<Q", len(header)) + header)
+        f.write(b"\0" * (start - f.tell()))
+        bar = tqdm(total=len(pairs), desc="building store", disable=not sys.stderr.isatty())
+        for k in range(0, len(pairs), _CHUNK):
+            for block, err in pool.map(decode, pairs[k : k + _CHUNK]):
+                if err is not None:
+                    problems.append(err)
+                elif not problems:
+                    f.write(memoryview(np.ascontiguousarray(block)).cast("B"))
+            bar.update(min(_CHUNK, len(pairs) - k))
+        bar.close()
         if problems:
             raise DatasetError(format_problems(f"cannot build the store from {root}", problems))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("wrote %s: %d pairs, %.1f MB", out, len(pairs), (start + offset) / 1e6)
     return len(pairs)
+
+
+def _check_output(out: Path, pairs: list[ImagePair]) -> None:
+    """The store may replace an earlier store, never an image of the dataset or another file."""
+    sources = {p.resolve() for pair in pairs for p in (pair.input, pair.target)}
+    if out.resolve() in sources:
+        raise DatasetError(f"--out {out} is an image of the dataset; choose another file")
+    if out.is_dir():
+        raise DatasetError(f"--out {out} is a folder; name the store file to write")
+    if out.exists():
+        try:
+            with open(out, "rb") as f:
+                is_store = f.read(len(MAGIC)) == MAGIC
+        except OSError as err:
+            raise DatasetError(f"cannot read {out}: {err.strerror or err}") from None
+        if not is_store:
+            raise DatasetError(f"{out} exists and is not an image store; refusing to overwrite it")
 
 
 class ImageStore:
@@ -128,7 +142,10 @@ class ImageStore:
             magic = f.read(len(MAGIC))
             if magic != MAGIC:
                 raise DatasetError(f"{self.path} is not an image store (build one with scripts/build_store.py)")
-            (header_len,) = struct.unpack("<Q", f.read(8))
+            raw = f.read(8)
+            (header_len,) = struct.unpack("<Q", raw) if len(raw) == 8 else (-1,)
+            if not 0 < header_len <= self.path.stat().st_size - len(MAGIC) - 8:
+                raise DatasetError(f"{self.path}: corrupt store header (length {header_len})")
             header = f.read(header_len)
         try:
             meta = json.loads(header)
@@ -140,8 +157,9 @@ class ImageStore:
                 for e in self._entries
             ]
             total = sum(2 * p.height * p.width * 3 for p in self.pairs)
+            _check_entries(self._entries)
         except (ValueError, KeyError, TypeError) as err:
-            raise DatasetError(f"{self.path}: corrupt store header ({err})") from err
+            raise DatasetError(f"{self.path}: corrupt store header ({err})") from None
         if self.path.stat().st_size < self._data_start + total:
             raise DatasetError(f"{self.path}: truncated store (expected {self._data_start + total} bytes)")
         self._total = total
@@ -187,3 +205,17 @@ class ImageStore:
             raise DatasetError(
                 format_problems(f"store {self.path} is out of date for {root} (rebuild it)", problems)
             )
+
+
+def _check_entries(entries: list) -> None:
+    """Raise ValueError unless the entries are consecutive blocks of positive sizes, as build_store writes them."""
+    offset = 0
+    for e in entries:
+        if not all(isinstance(e[k], str) for k in ("name", "input", "target")):
+            raise ValueError(f"entry {e.get('name')!r} has non-text names")
+        h, w = e["height"], e["width"]
+        if not (isinstance(h, int) and isinstance(w, int) and 0 < h * w <= MAX_PIXELS and h > 0):
+            raise ValueError(f"entry {e['name']!r} has the size {h!r}x{w!r}")
+        if e["offset"] != offset:
+            raise ValueError(f"entry {e['name']!r} is at offset {e['offset']!r}, expected {offset}")
+        offset += 2 * h * w * 3

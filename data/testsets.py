@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
+from utils.errors import UsageError
 from utils.image_io import list_images
 
 from .folders import pair_files
@@ -33,7 +34,7 @@ def _check_output_names(name: str, inputs: list[Path]) -> None:
     seen: dict[str, Path] = {}
     for path in inputs:
         if path.stem in seen:
-            raise ValueError(
+            raise UsageError(
                 f"{name}: {seen[path.stem].name} and {path.name} would both be saved as {path.stem}.png"
             )
         seen[path.stem] = path
@@ -63,6 +64,9 @@ def find_test_sets(input_dir: Path, datasets: list[str] | None, score: bool) -> 
             return [_make_set(input_dir.parent.name, input_dir, input_dir.parent / "target", score)]
         return [_make_set(input_dir.name, input_dir, None, score)]
     sets = []
+    for name in datasets or ():
+        if name in ("", ".", "..") or any(c in name for c in "/\\"):
+            raise UsageError(f"--datasets {name!r}: a set is a folder name under --input_dir, not a path")
     for name in datasets or STANDARD_DATASETS:
         folder = input_dir / name / "input"
         if not folder.is_dir():
@@ -75,3 +79,25 @@ def find_test_sets(input_dir: Path, datasets: list[str] | None, score: bool) -> 
     return sets
 
 
+def result_path(out_root: Path, test_set: SetFiles, src: Path) -> Path:
+    """Where ``test.py`` saves the result of input ``src`` of ``test_set``."""
+    return out_root / test_set.name / f"{src.stem}.png"
+
+
+def check_result_paths(sets: list[SetFiles], out_root: Path, reports: list[Path]) -> None:
+    """Refuse, before anything is written, results or score files that would overwrite an input or target."""
+    sources = {p.resolve() for s in sets for p in s.inputs + (s.targets or [])}
+    folders = {p.parent.resolve() for s in sets for p in s.inputs[:1] + (s.targets or [])[:1]}
+    for test_set in sets:
+        if (out_root / test_set.name).resolve() in folders:
+            raise UsageError(f"the results of {test_set.name} would be written into the test images' folder "
+                             f"{out_root / test_set.name}; choose another --result_dir")
+    planned = [(result_path(out_root, s, src), src) for s in sets for src in s.inputs]
+    planned += [(path, None) for path in reports]
+    for path, src in planned:
+        if path.resolve() in sources:
+            what = f"the result of {src}" if src is not None else "the scores"
+            raise UsageError(f"{what} would overwrite the test image {path}; choose another --result_dir"
+                             + ("" if src is not None else " / --json / --csv"))
+    if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
+        raise UsageError(f"--json and --csv are the same file {reports[0]}")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models import build_model, spec_of
+from models import ModelOptionError, build_model, spec_of
 from models import model_names as known_models
 from utils.checkpoint import (
     FORMAT_NAME,
@@ -26,6 +26,7 @@ from utils.checkpoint import (
     load_checkpoint,
 )
 from utils.distributed import resolve_device  # noqa: F401 - re-exported for the entry points
+from utils.errors import UsageError, positive_int
 from utils.image_io import levels_to_uint8
 from utils.precision import amp_dtype, autocast
 
@@ -45,7 +46,7 @@ def parse_model_opts(items: Sequence[str] | None) -> dict:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise ValueError(f"model option {item!r} is not KEY=VALUE")
+            raise UsageError(f"model option {item!r} is not KEY=VALUE")
         try:
             opts[key] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
@@ -69,18 +70,22 @@ def load_model(
     Weights may only be left out for a model without parameters (Identity).
     """
     ckpt = load_checkpoint(weights) if weights is not None else None
-    kwargs: dict = {}
+    saved: dict = {}
     if ckpt is not None and ckpt.get("format") == FORMAT_NAME:
-        saved_name = ckpt.get("model_name")
+        saved_name, saved = _saved_model(ckpt, weights)
         if name is None:
             name = saved_name
         elif saved_name and saved_name != name:
             log.warning("%s was saved from model %s but is being loaded into %s", weights, saved_name, name)
-        kwargs.update(ckpt.get("model_kwargs") or {})
     if name is None:
-        raise ValueError(f"--model is required (one of: {', '.join(known_models())})")
-    kwargs.update(model_opts or {})
-    model = build_model(name, **kwargs)
+        raise UsageError(f"--model is required (one of: {', '.join(known_models())})")
+    kwargs = {**saved, **(model_opts or {})}
+    try:
+        model = build_model(name, **kwargs)
+    except ModelOptionError as err:  # say whether the checkpoint's options or --model-opts are to blame
+        if set(saved) - set(model_opts or {}):
+            raise CheckpointError(f"{weights}: its model options {saved} do not build {name}: {err}") from None
+        raise
     if fast and spec_of(model).fast_opts:  # exact speed options of the model (same weights)
         model = build_model(name, **{**kwargs, **spec_of(model).fast_opts, **(model_opts or {})})
     if ckpt is not None:
@@ -93,6 +98,16 @@ def load_model(
     if fast:
         model = model.to(memory_format=torch.channels_last)
     return model, name
+
+
+def _saved_model(ckpt: dict, weights) -> tuple[str | None, dict]:
+    """The model name and options a checkpoint of this project's format records, checked."""
+    name, kwargs = ckpt.get("model_name"), ckpt.get("model_kwargs") or {}
+    if name is not None and name not in known_models():
+        raise CheckpointError(f"{weights}: saved from model {name!r}, which is not one of {', '.join(known_models())}")
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise CheckpointError(f"{weights}: model_kwargs is {kwargs!r:.80}, not a mapping of option names")
+    return name, dict(kwargs)
 
 
 def derain_image(
@@ -134,7 +149,7 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--quantize", choices=("round", "truncate"), default=None,
                         help="8-bit conversion of the outputs (default: the model's release protocol - "
                              "round for DMSR, truncate for PReNet's np.uint8(255 * x))")
-    parser.add_argument("--max-batch", "--max_batch", type=int, default=DEFAULT_MAX_BATCH,
+    parser.add_argument("--max-batch", "--max_batch", type=positive_int, default=DEFAULT_MAX_BATCH,
                         help="at most this many windows per forward pass (bounds memory)")
 
 

@@ -24,10 +24,12 @@ import torch
 from torch import nn
 
 from models.spec import primary_output, spec_of
+from utils.errors import UsageError
 
 from .padding import forward_padded, reflect_pad_to
 
 DEFAULT_MAX_BATCH = 16
+MAX_TILE = 4096  # larger windows would pad small images to gigabytes
 
 
 class Segment(NamedTuple):
@@ -101,13 +103,13 @@ def check_tile(model: nn.Module, tile: int) -> None:
     spec = spec_of(model)
     multiple = spec.pad_multiple
     name = type(model).__name__
-    if tile < 0:
-        raise ValueError(f"tile must be 0 (whole image) or a window size, got {tile}")
+    if tile < 0 or tile > MAX_TILE:
+        raise UsageError(f"tile must be 0 (whole image) or a window size, got {tile} (at most {MAX_TILE})")
     if tile and tile % multiple:
-        raise ValueError(f"tile {tile} is not a multiple of {name}'s pad_multiple {multiple}")
+        raise UsageError(f"tile {tile} is not a multiple of {name}'s pad_multiple {multiple}")
     min_size = spec.min_size
     if tile and tile < min_size:
-        raise ValueError(f"tile {tile} is smaller than {name}'s minimum input size {min_size}")
+        raise UsageError(f"tile {tile} is smaller than {name}'s minimum input size {min_size}")
 
 
 def restore_tensor(

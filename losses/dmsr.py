@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.options import check_number
+
 from .terms import fft_features
 
 
@@ -21,8 +23,8 @@ class DMSRLoss(nn.Module):
 
     def __init__(self, l1_weight: float = 1.0, fft_weight: float = 0.1):
         super().__init__()
-        self.l1_weight = l1_weight
-        self.fft_weight = fft_weight
+        self.l1_weight = check_number("l1_weight", l1_weight)
+        self.fft_weight = check_number("fft_weight", fft_weight)
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         outputs = list(output) if isinstance(output, (list, tuple)) else [output]

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from models import primary_output
+from models.options import check_number
 
 from .terms import charbonnier, laplacian
 
@@ -20,9 +21,9 @@ class MSPFNLoss(nn.Module):
 
     def __init__(self, charbonnier_weight: float = 1.0, edge_weight: float = 0.05, eps: float = 1e-3):
         super().__init__()
-        self.charbonnier_weight = charbonnier_weight
-        self.edge_weight = edge_weight
-        self.eps = eps
+        self.charbonnier_weight = check_number("charbonnier_weight", charbonnier_weight)
+        self.edge_weight = check_number("edge_weight", edge_weight)
+        self.eps = check_number("eps", eps)
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         out = primary_output(output)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.options import check_bool, check_int, check_number
+
 from .terms import ssim
 
 
@@ -17,10 +19,10 @@ class PReNetLoss(nn.Module):
     def __init__(self, stagewise: bool = False, window_size: int = 11, sigma: float = 1.5,
                  data_range: float = 1.0):
         super().__init__()
-        self.stagewise = stagewise
-        self.window_size = window_size
-        self.sigma = sigma
-        self.data_range = data_range
+        self.stagewise = check_bool("stagewise", stagewise)
+        self.window_size = check_int("window_size", window_size, 1, 63)
+        self.sigma = check_number("sigma", sigma, low_open=True)
+        self.data_range = check_number("data_range", data_range, low_open=True)
 
     def _ssim(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return ssim(out, target, self.window_size, self.sigma, self.data_range)

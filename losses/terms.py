@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import primary_output
+from models.options import check_number
 
 
 def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -47,7 +48,7 @@ class CharbonnierLoss(nn.Module):
 
     def __init__(self, eps: float = 1e-3):
         super().__init__()
-        self.eps = eps
+        self.eps = check_number("eps", eps)
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         return charbonnier(primary_output(output), target, self.eps)
@@ -58,7 +59,7 @@ class EdgeLoss(nn.Module):
 
     def __init__(self, eps: float = 1e-3):
         super().__init__()
-        self.eps = eps
+        self.eps = check_number("eps", eps)
 
     def forward(self, output, target: torch.Tensor) -> torch.Tensor:
         return charbonnier(laplacian(primary_output(output)), laplacian(target), self.eps)

@@ -26,7 +26,7 @@ import numpy as np
 
 from data.folders import PairingError
 from metrics.niqe import NIQEError, niqe
-from metrics.psnr_ssim import score_y
+from metrics.psnr_ssim import SSIM_WINDOW, score_y
 from utils.files import atomic_open, atomic_write
 from utils.image_io import read_image
 
@@ -72,6 +72,9 @@ def score_arrays(result: np.ndarray, target: np.ndarray, result_name: str, targe
             f"size mismatch: {result_name} is {result.shape[1]}x{result.shape[0]} but "
             f"{target_name} is {target.shape[1]}x{target.shape[0]}"
         )
+    if min(result.shape[:2]) < SSIM_WINDOW:
+        raise PairingError(f"{result_name} and {target_name} are {result.shape[1]}x{result.shape[0]}: too small "
+                           f"to score (SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels)")
     return score_y(result, target)
 
 
@@ -105,18 +108,33 @@ def score_pairs(
 
 
 def summarize(scores: list[tuple[float, ...]], metrics: tuple[str, ...] = DEFAULT_METRICS) -> dict:
-    """Per-image scores of one set (tuples aligned with ``metrics``) -> ``{metric: mean, ..., "n"}``."""
+    """Per-image scores of one set (tuples aligned with ``metrics``) -> ``{metric: mean, ..., "n"}``.
+
+    A result identical to its target has an infinite PSNR, and so has the
+    set's mean; the summary then also holds ``identical`` (how many) and
+    ``psnr_others`` (the mean PSNR of the other images, when there are any).
+    """
     if not scores:
         raise ValueError("no scores to summarize")
     table = np.asarray(scores, dtype=np.float64).reshape(len(scores), len(metrics))
     summary = {m: float(table[:, i].mean()) for i, m in enumerate(metrics)}
     summary["n"] = len(scores)
+    if "psnr" in metrics:
+        psnrs = table[:, metrics.index("psnr")]
+        identical = int(np.isinf(psnrs).sum())
+        if identical:
+            summary["identical"] = identical
+            if identical < len(psnrs):
+                summary["psnr_others"] = float(np.mean(psnrs[np.isfinite(psnrs)]))
     return summary
+
+
+_NOT_METRICS = ("n", "identical", "psnr_others")
 
 
 def _metric_keys(report: Mapping[str, dict]) -> list[str]:
     """The metrics of a report, in order of first appearance."""
-    return list(dict.fromkeys(k for s in report.values() for k in s if k != "n"))
+    return list(dict.fromkeys(k for s in report.values() for k in s if k not in _NOT_METRICS))
 
 
 def make_report(sets: Mapping[str, dict]) -> dict:
@@ -155,6 +173,11 @@ def format_table(report: Mapping[str, dict], title: str | None = None) -> str:
         f"{'Average' if name == AVERAGE else name} " + "/".join(f"{s[k]:{_COLUMNS[k][3]}}" for k in keys if k in s)
         for name, s in report.items()
     ))
+    for name, s in report.items():
+        if s.get("identical"):
+            others = f"; mean PSNR of the other images: {s['psnr_others']:.4f} dB" if "psnr_others" in s else ""
+            lines.append(f"note: {name}: {s['identical']} of {s['n']} result(s) identical to the target, so the "
+                         f"PSNR is infinite (null in the JSON){others}")
     return "\n".join(lines)
 
 
@@ -167,8 +190,17 @@ def format_method_table(set_name: str, n: int, niqe_by_method: Mapping[str, floa
     return "\n".join(lines)
 
 
+def _strict(value):
+    """Non-finite floats -> None, so the JSON is strict (``Infinity`` is not JSON)."""
+    if isinstance(value, Mapping):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def write_report_json(report: Mapping[str, dict], path: str | os.PathLike) -> None:
-    atomic_write(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write(path, json.dumps(_strict(report), indent=2, allow_nan=False) + "\n")
 
 
 def write_report_csv(report: Mapping[str, dict], path: str | os.PathLike) -> None:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .options import check_bool, check_int
 from .spec import ModelSpec
 
 __all__ = ["DMSR"]
@@ -311,11 +312,11 @@ class DMSR(nn.Module):
                  use_fdsm: bool = True, spga_multiply: bool = False, efficient_attention: bool = False,
                  efficient_fft: bool = False):
         super().__init__()
-        if base_channels % 8:
-            raise ValueError(f"base_channels must be a multiple of 8, got {base_channels}")
-        if num_res < 1:
-            raise ValueError(f"num_res must be at least 1, got {num_res}")
-        c = base_channels
+        c = check_int("base_channels", base_channels, 8, 256, multiple=8)
+        num_res = check_int("num_res", num_res, 1, 64)
+        for flag, value in (("use_mpsrm", use_mpsrm), ("use_fdsm", use_fdsm), ("spga_multiply", spga_multiply),
+                            ("efficient_attention", efficient_attention), ("efficient_fft", efficient_fft)):
+            check_bool(flag, value)
         opts = dict(use_mpsrm=use_mpsrm, use_fdsm=use_fdsm, spga_multiply=spga_multiply,
                     efficient_attention=efficient_attention, efficient_fft=efficient_fft)
         self.Encoder = nn.ModuleList([Stage(c, num_res, **opts), Stage(2 * c, num_res, **opts),

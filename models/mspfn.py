@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .options import ModelOptionError, check_int, check_range
 from .spec import ModelSpec
 
 
@@ -333,18 +334,17 @@ class MSPFN(nn.Module):
                  in_channels: int = 3, convention: str = "rgb01",
                  input_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
-        if width % 4:
-            raise ValueError(f"width must be a multiple of 4, got {width}")
-        caus = tuple(int(n) for n in caus)
-        if len(caus) != 3 or min(caus) < 0:
-            raise ValueError(f"caus must be three non-negative counts (1/4, 1/2, full), got {caus}")
+        width = check_int("width", width, 4, 512, multiple=4)
+        num_ffm = check_int("num_ffm", num_ffm, 1, 64)
+        if isinstance(caus, (str, bytes)) or not hasattr(caus, "__len__") or len(caus) != 3:
+            raise ModelOptionError(f"caus must be three counts (1/4, 1/2, full scale), got {caus!r}")
+        caus = tuple(check_int(f"caus[{i}]", n, 0, 16) for i, n in enumerate(caus))
+        in_channels = check_int("in_channels", in_channels, 3, 3)
         if convention not in CONVENTIONS:
-            raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-        low, high = (float(v) for v in input_range)
-        if not high > low:
-            raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}")
+            raise ModelOptionError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+        low, high = check_range("input_range", input_range)
         if convention == "release" and (low, high) != (0.0, 1.0):
-            raise ValueError("convention='release' already takes [-1, 1] input; leave input_range at (0, 1)")
+            raise ModelOptionError("convention='release' already takes [-1, 1] input; leave input_range at (0, 1)")
         self.convention = convention
         self.input_range = (low, high)
         if convention == "release":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .options import check_int
 from .spec import ModelSpec
 
 
@@ -44,8 +45,10 @@ class _Progressive(nn.Module):
 
     def __init__(self, stages: int = 6, width: int = 32, num_blocks: int = 5, in_channels: int = 3):
         super().__init__()
-        if stages < 1 or num_blocks < 1:
-            raise ValueError(f"stages and num_blocks must be positive, got {stages} and {num_blocks}")
+        stages = check_int("stages", stages, 1, 100)
+        width = check_int("width", width, 1, 512)
+        num_blocks = check_int("num_blocks", num_blocks, 1, 64)
+        in_channels = check_int("in_channels", in_channels, 3, 3)
         self.stages = stages
         self.num_blocks = num_blocks
         self.conv0 = nn.Sequential(_conv(2 * in_channels, width), nn.ReLU())

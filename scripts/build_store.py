@@ -18,10 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from utils.errors import positive_int
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, required=True, help="dataset folder holding input/ and target/")
     p.add_argument("--out", type=Path, required=True, help="store file to write")
-    p.add_argument("--workers", type=int, default=None, help="decoding threads (default: up to 8)")
+    p.add_argument("--workers", type=positive_int, default=None, help="decoding threads (default: up to 8)")
     return p.parse_args(argv)
 
 
@@ -36,4 +38,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))  # run as a file: make the project's packages importable
-    sys.exit(main())
+    from utils.errors import run_cli
+
+    run_cli(main)

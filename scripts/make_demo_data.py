@@ -24,19 +24,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--patch", type=int, default=128, help="side of the training crops (default: %(default)s)")
     p.add_argument("--preset", default="medium", choices=("light", "medium", "heavy"),
                    help="rain preset (default: %(default)s)")
-    p.add_argument("--force", action="store_true", help="rebuild even if the folder holds another build")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild over another demo build (deletes only the files that build wrote)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from data.demo import build_demo_dataset
+    from data.demo import DemoExistsError, build_demo_dataset
 
     try:
         build_demo_dataset(args.out, seed=args.seed, num_train=args.num_train, patch=args.patch,
                            preset=args.preset, force=args.force)
-    except FileExistsError as err:
+    except DemoExistsError as err:
         logging.getLogger("make_demo_data").error("%s", err)
         return 1
     return 0
@@ -44,4 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))  # run as a file: make the project's packages importable
-    sys.exit(main())
+    from utils.errors import run_cli
+
+    run_cli(main)

@@ -50,3 +50,6 @@ def device() -> torch.device:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+from hostile_helpers import small_fs, world  # noqa: E402, F401 - fixtures of the hostile-input suite

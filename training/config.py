@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import ast
 import logging
+import math
 from pathlib import Path
 
 import torch
+import yaml
 from yacs.config import CfgNode as CN
 
-from models import get_model_class
+from models import ModelOptionError, check_model, get_model_class, spec_of
+from utils.errors import UnknownNameError, UserError
 from utils.precision import cpu_has_fast_bf16
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration file or command-line option is wrong; the message names the key."""
 
+
+MAX_PATCH = 4096  # largest TRAINING.TRAIN_PS (a batch of 12 such patches is 2.4 GB of float32)
+MAX_VAL_PATCH = 16384  # largest TRAINING.VAL_PS (0 = whole images)
 
 # Keys of the release's training.yml that nothing here reads: accepted (so its files load) and dropped
 # with a warning.  Devices come from --device / torchrun, not GPU.
@@ -114,6 +120,61 @@ def _literal(value: str):
         return value
 
 
+MAX_CONFIG_BYTES = 1_000_000
+
+
+def read_yaml_config(path: Path) -> dict:
+    """The mapping a YAML config file holds, parsed safely.
+
+    Only ``.yml``/``.yaml`` files are read, always with ``yaml.safe_load``
+    (YACS would *run* a ``.py`` config); tags that build Python objects,
+    aliases (``&``/``*``, the "billion laughs" expansion) and anything but a
+    mapping at the top are refused with a :class:`ConfigError` naming the file.
+    """
+    if path.suffix.lower() not in (".yml", ".yaml"):
+        raise ConfigError(f"{path}: a config must be a YAML file ending in .yml or .yaml")
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}" if not path.exists() else f"{path} is not a file")
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes, too large for a config")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read the config {path}: {err.strerror or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not a valid YAML config: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must hold sections (MODEL:, OPTIM:, ...), found a {type(data).__name__}")
+    _check_tree(data, path, set())
+    return data
+
+
+def _check_tree(node, path: Path, seen: set[int], key: str = "", depth: int = 0) -> None:
+    """Refuse aliased (shared) mappings and lists, values YACS cannot hold, and absurd nesting."""
+    if not isinstance(node, (dict, list)):
+        if node is not None and not isinstance(node, (str, int, float, bool)):
+            raise ConfigError(f"{path}: {key or 'the file'} holds a {type(node).__name__}; configs hold "
+                              "numbers, strings, booleans and lists")
+        return
+    if id(node) in seen:
+        raise ConfigError(f"{path}: YAML aliases (&name / *name) are not supported in configs")
+    if depth > 8:
+        raise ConfigError(f"{path}: nested too deeply to be a config")
+    seen.add(id(node))
+    items = node.items() if isinstance(node, dict) else ((f"[{i}]", v) for i, v in enumerate(node))
+    for name, child in items:
+        _check_tree(child, path, seen, f"{key}.{name}" if key and isinstance(node, dict) else f"{key}{name}",
+                    depth + 1)
+
+
 def _check_keys(cfg: CN, other: CN, prefix: str = "") -> None:
     for key, value in other.items():
         full = f"{prefix}{key}"
@@ -131,13 +192,7 @@ def load_config(config_file: str | None = None, opts: list[str] | None = None, f
     cfg = get_default_config()
     if config_file:
         path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        with open(path) as f:
-            try:
-                other = cfg.load_cfg(f)
-            except Exception as err:  # noqa: BLE001 - yaml raises several parser errors
-                raise ConfigError(f"{path}: not a valid YAML config: {err}") from None
+        other = CN(read_yaml_config(path))
         _drop_legacy(other, str(path))
         _check_keys(cfg, other)
         try:
@@ -182,21 +237,93 @@ def _set(cfg: CN, dotted: str, raw: str) -> None:
     node[leaf] = value
 
 
+def _fail(key: str, rule: str, value) -> None:
+    raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _int(cfg: CN, key: str, low: int, high: int | None = None) -> None:
+    value = cfg[key.split(".")[0]][key.split(".")[1]]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        _fail(key, f"an integer >= {low}" + (f" and <= {high}" if high is not None else ""), value)
+
+
+def _real(cfg: CN, key: str, low: float, high: float = math.inf, low_open: bool = False,
+          high_open: bool = False) -> None:
+    value = cfg[key.split(".")[0]][key.split(".")[1]]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        rule = f"a finite number {'>' if low_open else '>='} {low}"
+        if high < math.inf:
+            rule += f" and {'<' if high_open else '<='} {high}"
+        _fail(key, rule, value)
+
+
+def _folder_name(key: str, value) -> None:
+    if not isinstance(value, str) or value.strip() in ("", ".", "..") or any(c in value for c in "/\\\0"):
+        _fail(key, "a plain folder name (no '/', not '.' or '..')", value)
+
+
 def validate(cfg: CN) -> None:
-    if cfg.OPTIM.SCHEDULER not in ("warmup_cosine", "exp_decay", "multistep"):
-        raise ConfigError("OPTIM.SCHEDULER must be 'warmup_cosine', 'exp_decay' or 'multistep', "
-                          f"got {cfg.OPTIM.SCHEDULER!r}")
-    if cfg.FAST.AMP not in ("", "bf16", "fp16"):
-        raise ConfigError(f"FAST.AMP must be '', 'bf16' or 'fp16', got {cfg.FAST.AMP!r}")
-    if cfg.TRAINING.VAL_METRIC not in ("psnr_rgb", "psnr_y"):
-        raise ConfigError(f"TRAINING.VAL_METRIC must be 'psnr_rgb' or 'psnr_y', got {cfg.TRAINING.VAL_METRIC!r}")
-    for key in ("BATCH_SIZE", "NUM_EPOCHS"):
-        if cfg.OPTIM[key] < 1:
-            raise ConfigError(f"OPTIM.{key} must be at least 1, got {cfg.OPTIM[key]}")
-    if cfg.OPTIM.SCHEDULER == "warmup_cosine" and not 0 <= cfg.OPTIM.WARMUP_EPOCHS < cfg.OPTIM.NUM_EPOCHS:
+    """Check every key's type and range; a :class:`ConfigError` names the first bad one."""
+    choices = {"OPTIM.SCHEDULER": ("warmup_cosine", "exp_decay", "multistep"), "FAST.AMP": ("", "bf16", "fp16"),
+               "TRAINING.VAL_METRIC": ("psnr_rgb", "psnr_y")}
+    for key, allowed in choices.items():
+        value = cfg[key.split(".")[0]][key.split(".")[1]]
+        if value not in allowed:
+            _fail(key, " or ".join(repr(a) for a in allowed), value)
+    for key in ("MODEL.MODE", "MODEL.SESSION"):
+        _folder_name(key, cfg.MODEL[key.split(".")[1]])
+    for key in ("OPTIM.BATCH_SIZE", "OPTIM.NUM_EPOCHS", "OPTIM.DECAY_STEPS", "TRAINING.LOG_EVERY",
+                "TRAINING.NAN_PATIENCE"):
+        _int(cfg, key, 1)
+    for key in ("OPTIM.WARMUP_EPOCHS", "TRAINING.VAL_AFTER_EVERY", "TRAINING.VAL_SAVE_EVERY",
+                "TRAINING.EARLY_STOP_PATIENCE", "TRAINING.MAX_STEPS_PER_EPOCH"):
+        _int(cfg, key, 0)
+    _int(cfg, "TRAINING.TRAIN_PS", 1, MAX_PATCH)
+    _int(cfg, "TRAINING.VAL_PS", 0, MAX_VAL_PATCH)
+    _int(cfg, "TRAINING.NUM_WORKERS", 0, 256)
+    _int(cfg, "TRAINING.SEED", 0, 2**32 - 1)  # numpy's global seed takes 32 bits
+    _real(cfg, "OPTIM.LR_INITIAL", 0.0, low_open=True)
+    _real(cfg, "OPTIM.LR_MIN", 0.0, cfg.OPTIM.LR_INITIAL)
+    for key in ("OPTIM.BETA1", "OPTIM.BETA2"):
+        _real(cfg, key, 0.0, 1.0, high_open=True)
+    _real(cfg, "OPTIM.EPS", 0.0, low_open=True)
+    for key in ("OPTIM.WEIGHT_DECAY", "OPTIM.GRAD_CLIP"):
+        _real(cfg, key, 0.0)
+    _real(cfg, "OPTIM.DECAY_RATE", 0.0, low_open=True)
+    _real(cfg, "OPTIM.GAMMA", 0.0, low_open=True)
+    _real(cfg, "FAST.EMA", 0.0, 1.0, high_open=True)
+    milestones = list(cfg.OPTIM.MILESTONES)
+    if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in milestones) or \
+            milestones != sorted(set(milestones)):
+        _fail("OPTIM.MILESTONES", "increasing epoch numbers >= 1", cfg.OPTIM.MILESTONES)
+    if cfg.OPTIM.SCHEDULER == "warmup_cosine" and not cfg.OPTIM.WARMUP_EPOCHS < cfg.OPTIM.NUM_EPOCHS:
         raise ConfigError("OPTIM.WARMUP_EPOCHS must be smaller than OPTIM.NUM_EPOCHS")
-    if cfg.TRAINING.TRAIN_PS < 1:
-        raise ConfigError(f"TRAINING.TRAIN_PS must be positive, got {cfg.TRAINING.TRAIN_PS}")
+    for key in ("TRAINING.TRAIN_DIR", "TRAINING.SAVE_DIR"):
+        if not cfg[key.split(".")[0]][key.split(".")[1]]:
+            _fail(key, "a folder", "")
+    _check_model_and_loss(cfg)
+
+
+def _check_model_and_loss(cfg: CN) -> None:
+    """MODEL.NAME / LOSS.NAME and their options, checked without allocating the model (meta device)."""
+    from losses import build_loss
+
+    try:
+        model = check_model(cfg.MODEL.NAME, **config_to_dict(cfg.MODEL.ARGS))
+    except (ModelOptionError, UnknownNameError) as err:
+        raise ConfigError(f"MODEL.NAME / MODEL.ARGS: {err}") from None
+    spec, ps = spec_of(model), cfg.TRAINING.TRAIN_PS
+    if not spec.is_plain:
+        raise ConfigError(f"MODEL.ARGS: {cfg.MODEL.NAME} with these options takes {spec.channel_order} input in "
+                          f"{spec.input_range}; training uses RGB in [0, 1] - drop the release-convention options")
+    if ps % spec.pad_multiple or ps < spec.min_size:
+        raise ConfigError(f"TRAINING.TRAIN_PS {ps} does not suit {cfg.MODEL.NAME}: patches must be a multiple of "
+                          f"{spec.pad_multiple} and at least {spec.min_size} pixels")
+    try:
+        build_loss(cfg.LOSS.NAME, **config_to_dict(cfg.LOSS.ARGS))
+    except (ModelOptionError, UnknownNameError) as err:
+        raise ConfigError(f"LOSS.NAME / LOSS.ARGS: {err}") from None
 
 
 def config_to_dict(cfg: CN) -> dict:

@@ -1,16 +1,21 @@
 """What a run carries besides its weights: seeds and RNG states, stop signals, the save folder, run info."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import socket
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from utils.checkpoint import CheckpointError
+from utils.errors import UserError
 from utils.files import atomic_write, git_commit
 
 # Exit status of a run stopped by SIGTERM/SIGINT after saving model_latest.pth (128 + SIGTERM, as shells
@@ -18,7 +23,7 @@ from utils.files import atomic_write, git_commit
 EXIT_STOPPED = 143
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot go on (persistent NaN loss, unwritable save folder, ...)."""
 
 
@@ -102,3 +107,169 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal_name is not None
+
+
+try:
+    import fcntl
+except ImportError:  # Windows: the recorded process id is checked instead
+    fcntl = None
+
+
+class SessionLock:
+    """Exclusive use of a session folder by one run, through ``<folder>/.lock``.
+
+    The lock is an ``flock`` on the file, which the operating system drops when
+    the process ends (``kill -9`` included), so a lock left by a dead run is
+    stale and taken over.  The file records the holder (pid, host, start time)
+    for the error message; where ``flock`` is unavailable the recorded process
+    is checked instead (on the same host).
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / self.NAME
+        self._file = None
+
+    def acquire(self) -> None:
+        try:
+            f = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the run lasts
+        except OSError as err:
+            raise TrainingError(f"cannot create the lock file {self.path}: {err.strerror or err}") from None
+        try:
+            locked = _try_flock(f)
+            f.seek(0)
+            holder = _parse_holder(f.read())
+            if locked is False or (locked is None and holder is not None and _alive(holder)):
+                who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+                       if holder else "another process")
+                raise TrainingError(
+                    f"{self.folder} is in use by another run ({who}): two runs in one session folder would "
+                    "overwrite each other's checkpoints. Wait for it to end, or give this run another "
+                    f"MODEL.SESSION (if no such run exists, delete {self.path})")
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        self._file = f
+
+    def release(self) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.seek(0)
+            self._file.truncate()  # an empty file: no holder, whatever the filesystem's locking
+        except OSError:
+            pass
+        self._file.close()  # drops the flock
+        self._file = None
+
+
+def _try_flock(f) -> bool | None:
+    """True when locked, False when another process holds the lock, None when locks are unsupported."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # e.g. ENOLCK/EOPNOTSUPP on some network filesystems
+        return None
+    return True
+
+
+def _parse_holder(text: str) -> dict | None:
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+
+
+def _alive(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot tell: assume the other machine's run is alive
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+_RESUME_ENTRIES = {"model": Mapping, "optimizer": Mapping, "scheduler": Mapping, "scaler": Mapping, "rng": Mapping,
+                   "epoch": int, "global_step": int, "best_psnr": (int, float), "best_epoch": int,
+                   "epochs_since_best": int}
+
+
+def check_resume_state(ckpt: Mapping, path: Path) -> None:
+    """Raise CheckpointError unless ``ckpt`` holds every entry a resume needs, of the right type."""
+    problems = []
+    for key, kind in _RESUME_ENTRIES.items():
+        value = ckpt.get(key)
+        if key not in ckpt:
+            problems.append(f"{key} missing")
+        elif not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            problems.append(f"{key} is {value!r:.40}")
+    step = ckpt.get("step_in_epoch", 0)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        problems.append(f"step_in_epoch is {step!r:.40}")
+    if isinstance(ckpt.get("rng"), Mapping):
+        problems += _rng_problems(ckpt["rng"])
+    if problems:
+        raise CheckpointError(f"{path}: cannot resume from it: {'; '.join(problems)}")
+
+
+def _rng_problems(state: Mapping) -> list[str]:
+    py, nump, tor = state.get("python"), state.get("numpy"), state.get("torch")
+    problems = []
+    if not (isinstance(py, (tuple, list)) and len(py) == 3 and isinstance(py[1], (tuple, list)) and len(py[1]) == 625
+            and all(isinstance(v, int) for v in py[1])):
+        problems.append("rng.python is not a random-module state")
+    if not (isinstance(nump, (tuple, list)) and len(nump) == 5 and torch.is_tensor(nump[1]) and nump[1].numel() == 624
+            and isinstance(nump[2], int) and isinstance(nump[3], int) and isinstance(nump[4], float)):
+        problems.append("rng.numpy is not a numpy generator state")
+    if not (torch.is_tensor(tor) and tor.dtype == torch.uint8 and tor.dim() == 1):
+        problems.append("rng.torch is not a torch generator state")
+    return problems
+
+
+def check_optimizer_state(optimizer, scheduler, ckpt: Mapping, path: Path, schedule: str) -> None:
+    """The optimizer and schedule states of ``ckpt`` must be those of this run's optimizer and schedule."""
+    own, theirs = optimizer.state_dict(), ckpt["optimizer"]
+    groups = theirs.get("param_groups")
+    fits = (isinstance(groups, list) and isinstance(theirs.get("state"), Mapping)
+            and len(groups) == len(own["param_groups"])
+            and all(isinstance(g, Mapping) and isinstance(g.get("params"), list) and len(g["params"]) == len(o["params"])
+                    for g, o in zip(groups, own["param_groups"])))
+    if not fits:
+        raise CheckpointError(f"{path}: its optimizer state does not fit this run's model and optimizer")
+    if set(ckpt["scheduler"]) != set(scheduler.state_dict()):
+        raise CheckpointError(f"{path}: its learning-rate schedule is not OPTIM.SCHEDULER {schedule!r} "
+                              "(cannot resume with another schedule)")
+
+
+def earlier_run(save_dir: Path, resume: bool) -> str | None:
+    """Why a run must not start in ``save_dir``: it would replace an earlier run's checkpoints (None: it may)."""
+    found = sorted(p.name for p in save_dir.glob("model_*.pth"))
+    if not found or (resume and (save_dir / "model_latest.pth").is_file()):
+        return None
+    what = f"{save_dir} already holds a run ({', '.join(found[:4])}{' ...' if len(found) > 4 else ''})"
+    if resume:
+        return f"{what} but no model_latest.pth to continue from; move those files away to start afresh"
+    return f"{what}; continue it with --resume, or start a new run with another MODEL.SESSION (or move that run away)"
+
+
+def loader_error_message(err: Exception) -> str:
+    """The original message of an error a DataLoader worker raised (PyTorch prefixes the worker's traceback)."""
+    text = str(err).strip()
+    if not text.startswith("Caught "):
+        return text
+    last = text.splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data import build_dataset
+from data.folders import DatasetError
 from data.loader import build_train_loader, set_epoch
 from inference.padding import forward_padded
 from metrics.psnr_ssim import psnr_y, tensor_psnr
@@ -34,15 +35,21 @@ from utils.checkpoint import (
     unwrap_model,
 )
 from utils.distributed import DistInfo, any_true, average_buffers, barrier, broadcast_object
-from utils.image_io import tensor_to_uint8
+from utils.errors import UserError
+from utils.image_io import ImageReadError, tensor_to_uint8
 from utils.precision import autocast
 
 from .config import config_to_dict
 from .progress import EpochProgress
 from .run_state import (
+    SessionLock,
     StopRequest,
     TrainingError,
+    check_optimizer_state,
+    check_resume_state,
     check_writable,
+    earlier_run,
+    loader_error_message,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -69,17 +76,35 @@ class Trainer:
         self.is_main = dist.is_main
         self.stop = StopRequest()
         self.writer = None
+        self._file_handler = None
+        self.lock = SessionLock(self.save_dir)
         seed_everything(t.SEED, t.DETERMINISTIC)
         if cfg.FAST.CUDNN_BENCHMARK and not t.DETERMINISTIC:
             torch.backends.cudnn.benchmark = True
-        if self.is_main:
-            check_writable(self.save_dir)
-            self._setup_logging()
-        self._build()
+        try:
+            if self.is_main:
+                check_writable(self.save_dir)
+                self.lock.acquire()  # before anything is written: one run per session folder
+                self._setup_logging()
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the session folder (lock, log file); the trainer is not used afterwards."""
+        if self._file_handler is not None:
+            logging.getLogger().removeHandler(self._file_handler)
+            self._file_handler.close()
+            self._file_handler = None
+        self.lock.release()
 
     # ------------------------------------------------------------------ setup
     def _setup_logging(self) -> None:
-        handler = logging.FileHandler(self.save_dir / "train.log")
+        try:
+            handler = logging.FileHandler(self.save_dir / "train.log")
+        except OSError as err:
+            raise TrainingError(f"cannot write {self.save_dir / 'train.log'}: {err.strerror or err}") from None
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler.set_name("train-file")
         root = logging.getLogger()
@@ -166,13 +191,18 @@ class Trainer:
             raise TrainingError(f"{path}: not a checkpoint written by train.py; cannot resume from it")
         if ckpt.get("model_name") != self.cfg.MODEL.NAME:
             raise TrainingError(f"{path}: holds {ckpt.get('model_name')}, but MODEL.NAME is {self.cfg.MODEL.NAME}")
+        check_resume_state(ckpt, path)
         check_state_dict(self.model, ckpt["model"], path)
+        check_optimizer_state(self.optimizer, self.scheduler, ckpt, path, self.cfg.OPTIM.SCHEDULER)
+        if self.ema is not None and isinstance(ckpt.get("ema"), dict):
+            check_state_dict(self.ema.module, ckpt["ema"], f"{path} (EMA weights)")
         self.model.load_state_dict(ckpt["model"])
-        if self.ema is not None and ckpt.get("ema") is not None:
+        if self.ema is not None and isinstance(ckpt.get("ema"), dict):
             self.ema.module.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"] or not self.scaler.is_enabled():  # a run that starts fp16 scaling begins afresh
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.step_in_epoch = int(ckpt.get("step_in_epoch", 0))
         self.epoch = int(ckpt["epoch"]) + (0 if self.step_in_epoch else 1)
         self.global_step = int(ckpt["global_step"])
@@ -230,24 +260,28 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         """Train to NUM_EPOCHS (or early stop / a stop signal); returns a summary."""
         cfg, t = self.cfg, self.cfg.TRAINING
-        if resume or t.RESUME:
+        resume = resume or t.RESUME
+        refusal = broadcast_object(earlier_run(self.save_dir, resume) if self.is_main else None, self.dist)
+        if refusal:
+            raise TrainingError(refusal)
+        if resume:
             if not self.resume() and self.is_main:
                 log.warning("--resume: no model_latest.pth in %s; starting from scratch", self.save_dir)
-        if self.is_main:
-            write_run_info(self.save_dir / "config.yaml", self.cfg.dump(), self.argv)
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
         summary = {"save_dir": str(self.save_dir), "stopped_by": None}
-        if self.val_set is not None:
-            summary["input_psnr"] = self.input_psnr()
-            log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images)",
-                     summary["input_psnr"], t.VAL_METRIC, len(self.val_set))
-        log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
-                 cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
-                 self.dist.world_size, self.device, self.save_dir)
-        self.stop.install()
+        self.stop.install()  # from here on a stop signal saves model_latest.pth (after the next step)
         try:
+            if self.is_main:
+                write_run_info(self.save_dir / "config.yaml", self.cfg.dump(), self.argv)
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
+            if self.val_set is not None:
+                summary["input_psnr"] = self.input_psnr()
+                log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images)",
+                         summary["input_psnr"], t.VAL_METRIC, len(self.val_set))
+            log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
+                     cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
+                     self.dist.world_size, self.device, self.save_dir)
             self._loop(summary)
         finally:
             self.stop.uninstall()
@@ -256,6 +290,16 @@ class Trainer:
         summary.update(best_psnr=self.best_psnr, best_epoch=self.best_epoch, last_epoch=self.epoch - 1,
                        global_step=self.global_step, history=self.history)
         return summary
+
+    def _batches(self):
+        """The training loader's batches; an image that fails to load (in a worker too) is a named error."""
+        try:
+            yield from self.train_loader
+        except (ImageReadError, DatasetError) as err:
+            raise TrainingError(
+                f"a training image could not be loaded: {loader_error_message(err)} (it passed the start-up "
+                f"check: was it changed since?). The last good checkpoint is {self.save_dir / 'model_latest.pth'}"
+            ) from None
 
     def _loop(self, summary: dict) -> None:
         cfg, t = self.cfg, self.cfg.TRAINING
@@ -270,7 +314,7 @@ class Trainer:
             bar = EpochProgress(epoch, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, self.step_in_epoch,
                                 cfg.OPTIM.BATCH_SIZE * self.dist.world_size, cfg.OPTIM.NUM_EPOCHS - epoch,
                                 enabled=self.is_main, every=t.LOG_EVERY)
-            for inp, tgt, _ in self.train_loader:
+            for inp, tgt, _ in self._batches():
                 if self.step_in_epoch >= self.steps_per_epoch:
                     break
                 inp = inp.to(self.device, non_blocking=True)
@@ -303,6 +347,12 @@ class Trainer:
             if any_true(self.stop.requested, self.dist, self.device):
                 if self.step_in_epoch >= self.steps_per_epoch:
                     self._end_epoch(epoch, losses, started)
+                elif self.dist.enabled and any(b.is_floating_point() for b in self.model.buffers()):
+                    average_buffers(self.model, self.dist)  # every rank and the checkpoint hold the same statistics
+                    if self.is_main:
+                        log.warning("stopped mid-epoch: BatchNorm statistics averaged over the %d ranks before "
+                                    "saving, so the resumed run can differ slightly from an uninterrupted one",
+                                    self.dist.world_size)
                 if self.is_main:
                     path = self.save("model_latest.pth")
                     log.warning("received %s: saved %s (epoch %d, step %d); resume with --resume",
@@ -316,7 +366,6 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, losses: list[float], started: float) -> bool:
         """Schedule, validate, save; True when early stopping ends the run."""
-        t = self.cfg.TRAINING
         if not self.per_step_schedule:
             self.scheduler.step()
         average_buffers(self.model, self.dist)
@@ -324,41 +373,57 @@ class Trainer:
         self.step_in_epoch = 0
         record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
                   "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(time.time() - started, 2)}
+        failure = None
+        try:
+            stop_early = self._finish_epoch(epoch, losses, record) if self.is_main else False
+        except UserError as err:  # a failed save, NaN weights, an unreadable validation image
+            failure, stop_early = err, False
+        # Every rank learns rank 0's decision, so an error there stops all ranks instead of leaving them waiting.
+        stop_early, message = broadcast_object((stop_early, str(failure) if failure else None), self.dist)
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise TrainingError(f"rank 0 stopped the run: {message}")
+        return bool(stop_early)
+
+    def _finish_epoch(self, epoch: int, losses: list[float], record: dict) -> bool:
+        """Rank 0's end of an epoch: validate, log, save; True when early stopping ends the run."""
+        t = self.cfg.TRAINING
         stop_early = False
-        if self.is_main:
-            if self.val_set is not None and epoch % t.VAL_AFTER_EVERY == 0:
-                score = self.validate()
-                record["val_psnr"] = score
-                if score > self.best_psnr:
-                    self.best_psnr, self.best_epoch, self.epochs_since_best = score, epoch, 0
-                else:
-                    self.epochs_since_best += t.VAL_AFTER_EVERY
-                if self.writer is not None:
-                    self.writer.add_scalar("val/psnr", score, epoch)
-                log.info("epoch %d: loss %.4f, val PSNR %.2f dB (best %.2f dB at epoch %d), %.1fs",
-                         epoch, record["loss"], score, self.best_psnr, self.best_epoch, record["time_s"])
+        if self.val_set is not None and epoch % t.VAL_AFTER_EVERY == 0:
+            score = self.validate()
+            record["val_psnr"] = score
+            if score > self.best_psnr:
+                self.best_psnr, self.best_epoch, self.epochs_since_best = score, epoch, 0
             else:
-                log.info("epoch %d: loss %.4f, %.1fs", epoch, record["loss"], record["time_s"])
+                self.epochs_since_best += t.VAL_AFTER_EVERY
             if self.writer is not None:
-                self.writer.add_scalar("train/epoch_loss", record["loss"], epoch)
-            self.history.append(record)
-            if not losses:
-                log.warning("epoch %d had no finite loss: checkpoints not updated (last good: %s)",
-                            epoch, self.save_dir / "model_latest.pth")
-                return bool(broadcast_object(False, self.dist))
-            bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()]
-            if bad:
-                raise TrainingError(f"the weights hold NaN/inf after epoch {epoch} (e.g. {bad[0]}); stopping. "
-                                    f"The last good checkpoint is {self.save_dir / 'model_latest.pth'}")
-            state = self.state_dict()
-            if record.get("val_psnr") is not None and self.best_epoch == epoch:
-                self.save("model_best.pth", state)
-            if t.VAL_SAVE_EVERY > 0 and epoch % t.VAL_SAVE_EVERY == 0:
-                self.save(f"model_epoch_{epoch}.pth", state)
-            self.save("model_latest.pth", state)
-            patience = t.EARLY_STOP_PATIENCE
-            if patience > 0 and self.val_set is not None and self.epochs_since_best >= patience:
-                log.info("early stopping: no better validation score for %d epochs (best %.2f dB at epoch %d)",
-                         self.epochs_since_best, self.best_psnr, self.best_epoch)
-                stop_early = True
-        return bool(broadcast_object(stop_early, self.dist))
+                self.writer.add_scalar("val/psnr", score, epoch)
+            log.info("epoch %d: loss %.4f, val PSNR %.2f dB (best %.2f dB at epoch %d), %.1fs",
+                     epoch, record["loss"], score, self.best_psnr, self.best_epoch, record["time_s"])
+        else:
+            log.info("epoch %d: loss %.4f, %.1fs", epoch, record["loss"], record["time_s"])
+        if self.writer is not None:
+            self.writer.add_scalar("train/epoch_loss", record["loss"], epoch)
+        self.history.append(record)
+        if not losses:
+            log.warning("epoch %d had no finite loss: checkpoints not updated (last good: %s)",
+                        epoch, self.save_dir / "model_latest.pth")
+            return False
+        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not v.isfinite().all()]
+        if bad:
+            raise TrainingError(f"the weights hold NaN/inf after epoch {epoch} (e.g. {bad[0]}); stopping. "
+                                f"The last good checkpoint is {self.save_dir / 'model_latest.pth'}")
+        state = self.state_dict()
+        if record.get("val_psnr") is not None and self.best_epoch == epoch:
+            self.save("model_best.pth", state)
+        if t.VAL_SAVE_EVERY > 0 and epoch % t.VAL_SAVE_EVERY == 0:
+            self.save(f"model_epoch_{epoch}.pth", state)
+        self.save("model_latest.pth", state)
+        patience = t.EARLY_STOP_PATIENCE
+        if patience > 0 and self.val_set is not None and self.epochs_since_best >= patience:
+            log.info("early stopping: no better validation score for %d epochs (best %.2f dB at epoch %d)",
+                     self.epochs_since_best, self.best_psnr, self.best_epoch)
+            stop_early = True
+        return stop_early
+

@@ -18,8 +18,9 @@ Formats accepted by :func:`load_model_weights`:
 
 Files are always read with ``torch.load(..., weights_only=True)``, so a
 checkpoint cannot run code.  Anything wrong - not a checkpoint, truncated,
-keys or shapes that do not fit - raises :class:`CheckpointError` naming the
-file and the first offending keys; nothing is ever loaded partially.
+keys or shapes that do not fit, integer or non-finite values where the
+model has floating-point weights - raises :class:`CheckpointError` naming
+the file and the first offending keys; nothing is ever loaded partially.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import UserError
 from .files import atomic_write
 
 FORMAT_NAME = "dmsr-derain"
@@ -38,7 +40,7 @@ _PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrap
 _SHOW = 5
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be used; the message names the file and why."""
 
 
@@ -46,7 +48,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """``torch.load`` a checkpoint safely, turning every failure into a CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{path} is not a file" if path.exists() else f"checkpoint not found: {path}")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
@@ -73,8 +75,9 @@ def _strip_prefixes(state: Mapping) -> dict:
 def extract_state_dict(ckpt: Mapping, path: str | os.PathLike = "<checkpoint>", use_ema: bool = False) -> dict:
     """Find the model weights inside any accepted checkpoint format."""
     if ckpt.get("format") == FORMAT_NAME:
-        key = "ema" if use_ema and ckpt.get("ema") is not None else "model"
-        state = ckpt.get(key)
+        if use_ema and ckpt.get("ema") is None:
+            raise CheckpointError(f"{path}: holds no EMA weights (trained without FAST.EMA); leave out --ema")
+        state = ckpt.get("ema" if use_ema else "model")
     elif "state_dict" in ckpt and isinstance(ckpt["state_dict"], Mapping):
         state = ckpt["state_dict"]
     elif "params" in ckpt and isinstance(ckpt["params"], Mapping):  # BasicSR-style exports
@@ -110,6 +113,15 @@ def check_state_dict(model: nn.Module, state: Mapping, path: str | os.PathLike =
                 more = f" ... and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
                 parts.append(f"  {len(items)} {label}: {', '.join(items[:_SHOW])}{more}")
         raise CheckpointError("\n".join(parts))
+    not_float = [f"{k} ({state[k].dtype})" for k, v in own.items() if v.is_floating_point()
+                 and not state[k].is_floating_point()]
+    if not_float:
+        raise CheckpointError(f"{path}: weights that should be floating-point are not: {', '.join(not_float[:_SHOW])}")
+    not_finite = [k for k, v in own.items() if v.is_floating_point() and not bool(state[k].isfinite().all())]
+    if not_finite:
+        more = f" ... and {len(not_finite) - _SHOW} more" if len(not_finite) > _SHOW else ""
+        raise CheckpointError(f"{path}: {len(not_finite)} weight tensor(s) hold NaN or infinity (a diverged run?): "
+                              f"{', '.join(not_finite[:_SHOW])}{more}")
 
 
 def load_model_weights(
@@ -140,4 +152,31 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     A crash or a full disk mid-write leaves the previous file at ``path`` intact
     and no temporary file behind; the error names the path.
     """
-    atomic_write(path, lambda f: torch.save(state, f), fsync=True)
+    atomic_write(path, lambda f: _save_reporting_os_errors(state, f), fsync=True)
+
+
+class _WriteRecorder:
+    """A file wrapper that remembers the first OSError of a write (torch.save reports it as a RuntimeError)."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _save_reporting_os_errors(state: dict, f) -> None:
+    recorder = _WriteRecorder(f)
+    try:
+        torch.save(state, recorder)
+    except RuntimeError:
+        if recorder.error is None:
+            raise  # not a write failure: a genuine bug keeps its traceback
+        raise recorder.error from None  # atomic_open turns it into a WriteError naming the file

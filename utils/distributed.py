@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import UsageError
+
 log = logging.getLogger(__name__)
 
 
@@ -40,21 +42,35 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"bad --device {name!r}: {err}") from None
+        raise UsageError(f"bad --device {name!r}: {err}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {name}: use cpu, cuda, cuda:N or mps")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name} asked for Apple's MPS, which is not available here (use --device cpu)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name} asked for CUDA, but no CUDA device is available (use --device cpu)")
+            raise UsageError(f"--device {name} asked for CUDA, but no CUDA device is available (use --device cpu)")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        elif device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
         torch.cuda.set_device(device)
     return device
 
 
+def _env_int(key: str, default: int) -> int:
+    value = os.environ.get(key, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"environment variable {key}={value!r} is not an integer (set by torchrun)") from None
+
+
 def init_distributed(device_name: str | None = None) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; return (info, this process's device)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world_size, rank, local_rank = (_env_int(k, d) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise UsageError(f"WORLD_SIZE={world_size} and RANK={rank} do not describe a process group")
     info = DistInfo(rank, world_size, local_rank)
     device = resolve_device(device_name, local_rank)
     if info.enabled and not dist.is_initialized():

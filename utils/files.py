@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from .errors import UserError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-class WriteError(OSError):
+class WriteError(UserError, OSError):
     """A file could not be written; the message names it (the previous file, if any, is intact)."""
 
 
@@ -26,8 +28,8 @@ class WriteError(OSError):
 def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path``, on any error it is removed."""
     path = Path(path)
+    make_folder(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
             raise IsADirectoryError(21, "is a folder")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -46,6 +48,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, 
         if isinstance(err, OSError) and not isinstance(err, WriteError):
             raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
         raise
+
+
+def make_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` and its parents; a failure is a :class:`WriteError` naming the folder and why."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise WriteError(f"cannot create the folder {folder}: {blocker} is a file, not a folder") from None
+    except OSError as err:
+        raise WriteError(f"cannot create the folder {folder}: {err.strerror or err}") from None
+    return folder
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[IO], None], fsync: bool = False) -> None:

@@ -9,22 +9,32 @@ raises :class:`ImageReadError` naming the file.
 """
 from __future__ import annotations
 
+import io
 import os
+import struct
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
+from .errors import UserError
 from .files import atomic_write
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Largest image read, Pillow's decompression-bomb limit (about 13377 x 13377): a header claiming more
+# is refused before any memory is allocated.
+MAX_PIXELS = 178_956_970
 
 # Decoding threads fight with DataLoader workers and torch's own pool.
 cv2.setNumThreads(0)
+# Pillow warns about images of more than 89 M pixels; the size limit here is MAX_PIXELS.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-class ImageReadError(RuntimeError):
+class ImageReadError(UserError, RuntimeError):
     """An image file is missing, unreadable or corrupt; the message names it."""
 
 
@@ -64,16 +74,45 @@ def to_uint8_rgb(img: np.ndarray, source: str = "<array>", bgr: bool = True) -> 
     return np.ascontiguousarray(img)
 
 
+def check_header(data: bytes | np.ndarray, source: str) -> tuple[int, int] | None:
+    """``(height, width)`` an encoded image's header claims (before EXIF rotation), or None if Pillow cannot tell.
+
+    A header claiming more than :data:`MAX_PIXELS` pixels raises
+    :class:`ImageReadError` before anything is allocated for the image.
+    """
+    try:
+        with Image.open(io.BytesIO(memoryview(data))) as im:
+            width, height = im.size
+        claim = f"{width}x{height} pixels"
+    except Image.DecompressionBombError:  # a readable header claiming a giant image
+        width = height = MAX_PIXELS
+        claim = "a giant image"
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error):
+        return None
+    if height * width > MAX_PIXELS:
+        raise ImageReadError(f"{source}: the header claims {claim}, more than the {MAX_PIXELS:,} pixels "
+                             "this project reads (a corrupt or hostile file?)")
+    return height, width
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3), applying EXIF orientation."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"image not found: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as err:
+        raise ImageReadError(f"cannot read image {path}: {err.strerror or err}") from None
+    if data.size:
+        check_header(data, str(path))
     # IMREAD_UNCHANGED keeps 16-bit and alpha but ignores EXIF orientation,
     # so orientation is applied separately (photos from phones need it).
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # OpenCV's own size limit or a decoder failure
+        img = None
+    if img is None or img.size == 0:
         raise ImageReadError(f"cannot decode image (corrupt or not an image): {path}")
     img = to_uint8_rgb(img, source=str(path))
     if b"Exif" in data[:65536].tobytes() or b"eXIf" in data.tobytes():
@@ -84,8 +123,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def _apply_exif_orientation(img: np.ndarray, path: Path) -> np.ndarray:
     """Turn a photo upright by its EXIF orientation tag (only called when the file has EXIF data)."""
     try:
-        from PIL import Image
-
         with Image.open(path) as im:
             orientation = im.getexif().get(0x0112, 1)
     except (OSError, ValueError, SyntaxError):
@@ -106,7 +143,6 @@ def _apply_exif_orientation(img: np.ndarray, path: Path) -> np.ndarray:
 def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
     """Write a uint8 RGB (H, W, 3) array; the folder is created; written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if img.dtype != np.uint8:
         raise TypeError(f"write_image expects uint8, got {img.dtype} for {path}")
     ext = path.suffix.lower() or ".png"

@@ -1,0 +1,293 @@
+"""Shared pieces of the hostile-input suite (``tests/test_hostile_*.py``).
+
+Every case runs one command-line tool in a subprocess, as a user would, and
+checks what the issue asks of each bad input or fault: the exit status, a
+message naming the culprit, no Python traceback, a bounded time, and that
+the user's files are intact (no partial ``.tmp`` left either).  The odd files
+are built here: PNGs with giant headers or corrupt streams under valid
+checksums, malicious pickles, unreadable paths (as root the tools then run
+in a user namespace where permission bits apply, see :func:`unprivileged`)
+and a small full filesystem (a tmpfs, where the machine lets root mount one).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = {
+    "train": "train.py",
+    "test": "test.py",
+    "derain": "derain.py",
+    "evaluate": "evaluate.py",
+    "make_demo_data": "scripts/make_demo_data.py",
+    "build_store": "scripts/build_store.py",
+}
+TIMEOUT = 180  # a case that takes longer is a hang
+NOBODY = 65534
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def tool_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def unprivileged(cmd: list[str]) -> list[str]:
+    """``cmd`` run without root's right to read and write everything (unreadable paths are tested so).
+
+    As root the command runs in a user namespace as an unprivileged user
+    mapped onto root: it can still run the interpreter, but permission bits
+    apply to it (``chmod 000`` denies reading, ``0o555`` writing).  As anyone
+    else nothing needs to change.
+    """
+    if os.geteuid() != 0:
+        return cmd
+    wrapper = ["unshare", "--user", f"--map-user={NOBODY}", f"--map-group={NOBODY}", "--"]
+    probe = subprocess.run([*wrapper, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot drop root's file permissions here (unshare --user failed)")
+    return [*wrapper, *cmd]
+
+
+def run_tool(tool: str, *args, cwd: Path, timeout: float = TIMEOUT, as_nobody: bool = False,
+             python_args: tuple = ()) -> Run:
+    """Run one of :data:`TOOLS` with ``args``; ``as_nobody`` without root's file access (unreadable paths)."""
+    cmd = [sys.executable, *python_args, str(REPO / TOOLS[tool]), *map(str, args)]
+    return run_command(unprivileged(cmd) if as_nobody else cmd, cwd=cwd, timeout=timeout)
+
+
+def run_command(cmd: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"hang: {' '.join(cmd)} still running after {timeout} s")
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+def expect_error(run: Run, *culprits, rc: int = 1) -> None:
+    """A clean failure: exit status ``rc``, no traceback, each culprit named on stderr."""
+    assert "Traceback" not in run.output, run.output[-3000:]
+    assert run.rc == rc, f"exit status {run.rc}, expected {rc}:\n{run.output[-3000:]}"
+    for culprit in culprits:
+        assert str(culprit) in run.stderr, f"{culprit!r} not named in:\n{run.stderr[-3000:]}"
+
+
+def expect_ok(run: Run) -> None:
+    assert "Traceback" not in run.output, run.output[-3000:]
+    assert run.rc == 0, f"exit status {run.rc}:\n{run.output[-3000:]}"
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (to prove user files intact)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ----------------------------------------------------------------------------- files
+
+def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth-ish random uint8 RGB image (compresses like a photo, not like noise)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (h // 8 + 2, w // 8 + 2, 3)).astype(np.uint8)
+    return np.ascontiguousarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img[..., ::-1]))
+    assert ok
+    return buf.tobytes()
+
+
+def write_png(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(img))
+    return path
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def huge_header_png(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A few hundred bytes whose (valid) header claims ``width`` x ``height`` RGB pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    text = _chunk(b"tEXt", b"Comment\0" + b"a valid PNG header over almost no data " * 8)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + text
+            + _chunk(b"IDAT", zlib.compress(b"\0" * 301)) + _chunk(b"IEND", b""))
+
+
+def corrupt_stream_png(img: np.ndarray) -> bytes:
+    """A PNG whose chunk checksums are all valid but whose compressed pixel stream is garbage mid-way."""
+    data = png_bytes(img)
+    out, pos = bytearray(data[:8]), 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], bytearray(data[pos + 8:pos + 8 + length])
+        if kind == b"IDAT":
+            mid = len(body) // 2
+            body[mid:mid + 64] = bytes(b ^ 0x5A for b in body[mid:mid + 64])
+        out += _chunk(kind, bytes(body))
+        pos += 12 + length
+    return bytes(out)
+
+
+def truncated_png(img: np.ndarray) -> bytes:
+    return png_bytes(img)[:150]
+
+
+BAD_IMAGES = {  # name -> bytes maker of an image file no tool may choke on
+    "huge-header": lambda: huge_header_png(),
+    "corrupt-stream": lambda: corrupt_stream_png(rgb(64, 64, 7)),
+    "truncated": lambda: truncated_png(rgb(64, 64, 7)),
+    "empty": lambda: b"",
+    "text": lambda: b"this is not an image, whatever its name says\n",
+}
+
+
+def make_pairs(root: Path, n: int = 3, size: tuple[int, int] = (70, 76), seed: int = 0) -> Path:
+    """``root/input`` and ``root/target`` with ``n`` pairs of PNGs named 000.png ..."""
+    for i in range(n):
+        clean = rgb(*size, seed=seed + i)
+        rain = np.clip(clean.astype(int) + np.random.default_rng(i).integers(0, 60, clean.shape), 0, 255)
+        write_png(root / "target" / f"{i:03d}.png", clean)
+        write_png(root / "input" / f"{i:03d}.png", rain.astype(np.uint8))
+    return root
+
+
+class _RunsCode:
+    """Unpickling this runs ``touch marker`` - what a malicious checkpoint does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def malicious_pickle(path: Path, marker: Path, torch_format: bool) -> Path:
+    payload = {"state_dict": _RunsCode(marker)}
+    if torch_format:
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    return path
+
+
+def save_ours(path: Path, model_name: str = "DMSR", kwargs: dict | None = None, state: dict | None = None,
+              **extra) -> Path:
+    """A checkpoint in this project's format (``format: dmsr-derain``) of a tiny model."""
+    from models import build_model
+    from utils.checkpoint import FORMAT_NAME, save_checkpoint
+
+    kwargs = {"base_channels": 8, "num_res": 1} if kwargs is None else kwargs
+    if state is None:
+        torch.manual_seed(0)
+        state = build_model(model_name, **kwargs).state_dict()
+    save_checkpoint({"format": FORMAT_NAME, "version": 1, "model_name": model_name, "model_kwargs": kwargs,
+                     "model": state, "ema": None, **extra}, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- environment
+
+@pytest.fixture
+def world() -> Path:
+    """A folder every user can enter and write (the tools may run as ``nobody`` in it)."""
+    folder = Path(tempfile.mkdtemp(prefix="hostile-"))
+    folder.chmod(0o777)
+    yield folder
+    for p in folder.rglob("*"):
+        if p.is_dir() and not p.is_symlink():
+            p.chmod(0o777)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def open_to_all(*paths: Path) -> None:
+    """Make folders writable by ``nobody`` (files stay as they are)."""
+    for path in paths:
+        for p in [path, *path.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o777)
+
+
+def lock_out(path: Path) -> None:
+    """Make ``path`` unreadable (and a folder unlistable) for anyone but root."""
+    path.chmod(0)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """``make(kib)`` mounts a tmpfs of that size and returns its folder; skipped where mounting is not allowed."""
+    mounted = []
+
+    def make(kib: int) -> Path:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("a small full filesystem needs root to mount a tmpfs")
+        folder = tmp_path / f"fs{len(mounted)}"
+        folder.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0777", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def fill(folder: Path, leave: int = 0) -> None:
+    """Fill the filesystem of ``folder`` up to ``leave`` bytes."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    if leave:
+        size = (folder / "filler").stat().st_size
+        os.truncate(folder / "filler", max(size - leave, 0))
+
+
+def train_args(train_dir: Path, val_dir: Path, save_dir: Path, *extra) -> list[str]:
+    """train.py arguments for a tiny DMSR run (seconds per epoch on a CPU core)."""
+    return ["--device", "cpu", "--opts", "MODEL.ARGS.base_channels", "8", "MODEL.ARGS.num_res", "1",
+            "OPTIM.BATCH_SIZE", "2", "OPTIM.WARMUP_EPOCHS", "0", "OPTIM.NUM_EPOCHS", "1",
+            "TRAINING.NUM_WORKERS", "0", "TRAINING.TRAIN_PS", "64", "TRAINING.VAL_PS", "32",
+            "TRAINING.VAL_SAVE_EVERY", "0", "TRAINING.TRAIN_DIR", str(train_dir), "TRAINING.VAL_DIR", str(val_dir),
+            "TRAINING.SAVE_DIR", str(save_dir), *map(str, extra)]

@@ -335,7 +335,7 @@ class MSPFN(nn.Module):
                  input_range: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
         width = check_int("width", width, 4, 512, multiple=4)
-        num_ffm = check_int("num_ffm", num_ffm, 1, 64)
+        num_ffm = check_int("num_ffm", num_ffm, 0, 64)
         if isinstance(caus, (str, bytes)) or not hasattr(caus, "__len__") or len(caus) != 3:
             raise ModelOptionError(f"caus must be three counts (1/4, 1/2, full scale), got {caus!r}")
         caus = tuple(check_int(f"caus[{i}]", n, 0, 16) for i, n in enumerate(caus))

@@ -261,10 +261,12 @@ def test_own_checkpoints_still_load_and_training_refuses_the_release_convention(
         want = forward_padded(net, x)[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
     assert np.array_equal(derain_image(loaded, img, "cpu"), want)
 
-    cfg = load_config(None, ["MODEL.NAME", "MSPFN", "MODEL.ARGS.width", "8", "MODEL.ARGS.num_ffm", "1",
-                             "MODEL.ARGS.convention", "release"])
+    release = ["MODEL.NAME", "MSPFN", "MODEL.ARGS.width", "8", "MODEL.ARGS.num_ffm", "1",
+               "MODEL.ARGS.convention", "release"]
     with pytest.raises(ValueError, match="takes BGR input in \\(-1.0, 1.0\\); training uses RGB in \\[0, 1\\]"):
-        build_training_model(cfg, torch.device("cpu"))
+        load_config(None, release)  # refused when the config is read, before anything is built
+    cfg = load_config(None, release[:6])
+    assert build_training_model(cfg, torch.device("cpu")).spec.is_plain
 
 
 def test_training_steps_lower_mspfn_loss():

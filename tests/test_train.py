@@ -297,7 +297,7 @@ def test_fast_flag_turns_on_the_device_preset_and_records_it(pairs, tmp_path):
 
 def test_release_keys_nothing_reads_are_accepted_and_dropped(tmp_path, caplog):
     cfg_file = tmp_path / "old.yml"
-    cfg_file.write_text("GPU: [0]\nVERBOSE: True\nTRAINING:\n  SAVE_IMAGES: False\n  TRAIN_PS: 32\n")
+    cfg_file.write_text("GPU: [0]\nVERBOSE: True\nTRAINING:\n  SAVE_IMAGES: False\n  TRAIN_PS: 128\n")
     cfg = load_config(str(cfg_file))
-    assert cfg.TRAINING.TRAIN_PS == 32 and "GPU" not in cfg and "SAVE_IMAGES" not in cfg.TRAINING
+    assert cfg.TRAINING.TRAIN_PS == 128 and "GPU" not in cfg and "SAVE_IMAGES" not in cfg.TRAINING
     assert sum("nothing here reads" in r.getMessage() for r in caplog.records) == 3

@@ -133,3 +133,18 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["model_latest.pth"]
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from utils.files import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "scores.json", "{}\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "scores.json").stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.json"]  # no temporary file left

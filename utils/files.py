@@ -36,6 +36,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, 
     except OSError as err:
         raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
     try:
+        os.fchmod(fd, _new_file_mode())  # mkstemp makes 0600 files; give what open() would (0666 & ~umask)
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
@@ -48,6 +49,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", fsync: bool = False, 
         if isinstance(err, OSError) and not isinstance(err, WriteError):
             raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
         raise
+
+
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def make_folder(folder: str | os.PathLike) -> Path:

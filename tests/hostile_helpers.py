@@ -188,6 +188,17 @@ def make_pairs(root: Path, n: int = 3, size: tuple[int, int] = (70, 76), seed: i
     return root
 
 
+def make_results(root: Path, n: int = 2, set_name: str = "Rain100L") -> tuple[Path, Path]:
+    """``(results, gt)``: ``gt/<set>/{input,target}`` with ``n`` pairs and ``results/<set>`` holding the rainy
+    inputs as "results" (so they score like the rainy input)."""
+    gt = make_pairs(root / "gt" / set_name, n=n)
+    res = root / "res" / set_name
+    res.mkdir(parents=True)
+    for p in (gt / "input").iterdir():
+        (res / p.name).write_bytes(p.read_bytes())
+    return root / "res", root / "gt"
+
+
 class _RunsCode:
     """Unpickling this runs ``touch marker`` - what a malicious checkpoint does."""
 

@@ -20,6 +20,7 @@ from hostile_helpers import (
     expect_error,
     expect_ok,
     make_pairs,
+    make_results,
     rgb,
     run_tool,
     snapshot,
@@ -172,12 +173,7 @@ def test_test_py_scores_never_overwrite_a_test_image(option, image, tmp_path):
 
 @pytest.fixture
 def results(tmp_path):
-    gt = make_pairs(tmp_path / "gt" / "Rain100L", n=2)
-    res = tmp_path / "res" / "Rain100L"
-    res.mkdir(parents=True)
-    for p in (gt / "input").iterdir():
-        (res / p.name).write_bytes(p.read_bytes())
-    return tmp_path / "res", tmp_path / "gt"
+    return make_results(tmp_path, n=2)
 
 
 def test_evaluate_json_never_overwrites_a_result(results, tmp_path):

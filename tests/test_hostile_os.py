@@ -11,6 +11,7 @@ from hostile_helpers import (
     fill,
     lock_out,
     make_pairs,
+    make_results,
     open_to_all,
     rgb,
     run_tool,
@@ -128,12 +129,7 @@ def test_test_py_input_dir_is_a_file(world):
 
 @pytest.fixture
 def scored(world):
-    gt = make_pairs(world / "gt" / "Rain100L", n=2)
-    results = world / "res" / "Rain100L"
-    results.mkdir(parents=True)
-    for p in (gt / "input").iterdir():
-        (results / p.name).write_bytes(p.read_bytes())
-    return world / "res", world / "gt"
+    return make_results(world, n=2)
 
 
 def test_evaluate_result_dir_is_a_file(world):

@@ -24,6 +24,7 @@ from hostile_helpers import (
     TOOLS,
     expect_ok,
     make_pairs,
+    make_results,
     rgb,
     run_command,
     run_tool,
@@ -44,12 +45,7 @@ def _strict_json(path) -> dict:
 
 @pytest.fixture
 def results(tmp_path):
-    gt = make_pairs(tmp_path / "gt" / "Rain100L", n=3)
-    res = tmp_path / "res" / "Rain100L"
-    res.mkdir(parents=True)
-    for p in (gt / "input").iterdir():
-        (res / p.name).write_bytes(p.read_bytes())
-    return tmp_path / "res", tmp_path / "gt"
+    return make_results(tmp_path, n=3)
 
 
 def test_evaluate_one_result_identical_to_its_target(results, tmp_path):

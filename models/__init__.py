@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from torch import nn
 
+from .brn import BRN
 from .dmsr import DMSR
 from .identity import Identity
 from .mspfn import MSPFN
 from .prenet import PRN, PReNet, PReNet_r, PRN_r
+from .rescan import RESCAN
 from .spec import ModelSpec, primary_output, spec_of
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "get_model_class", "model_names", "primary_output", "spec_of"]
 
 MODELS: dict[str, type[nn.Module]] = {
+    "BRN": BRN,
     "DMSR": DMSR,
     "Identity": Identity,
     "MSPFN": MSPFN,
@@ -23,6 +26,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "PReNet_r": PReNet_r,
     "PRN": PRN,
     "PRN_r": PRN_r,
+    "RESCAN": RESCAN,
 }
 
 

@@ -148,7 +148,7 @@ def add_model_arguments(parser) -> None:
                         help="window size of the window protocol, 0 = whole image (default: the model's; DMSR 128)")
     parser.add_argument("--quantize", choices=("round", "truncate"), default=None,
                         help="8-bit conversion of the outputs (default: the model's release protocol - "
-                             "round for DMSR, truncate for PReNet's np.uint8(255 * x))")
+                             "round for DMSR and RESCAN, truncate for PReNet's and BRN's np.uint8(255 * x))")
     parser.add_argument("--max-batch", "--max_batch", type=positive_int, default=DEFAULT_MAX_BATCH,
                         help="at most this many windows per forward pass (bounds memory)")
 

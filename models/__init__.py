@@ -9,12 +9,14 @@ from torch import nn
 
 from utils.registry import Registry
 
+from .brn import BRN
 from .dmsr import DMSR
 from .identity import Identity
 from .jorder_e import JORDER_E
 from .mspfn import MSPFN
 from .options import ModelOptionError, build_on_meta
 from .prenet import PRN, PReNet, PReNet_r, PRN_r
+from .rescan import RESCAN
 from .spanet import SPANet
 from .spec import ModelSpec, primary_output, spec_of
 
@@ -22,6 +24,7 @@ __all__ = ["MODELS", "ModelOptionError", "ModelSpec", "build_model", "check_mode
            "model_names", "primary_output", "spec_of"]
 
 MODELS = Registry("model", {
+    "BRN": BRN,
     "DMSR": DMSR,
     "Identity": Identity,
     "JORDER_E": JORDER_E,
@@ -30,6 +33,7 @@ MODELS = Registry("model", {
     "PReNet_r": PReNet_r,
     "PRN": PRN,
     "PRN_r": PRN_r,
+    "RESCAN": RESCAN,
     "SPANet": SPANet,
 })
 model_names = MODELS.names

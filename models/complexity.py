@@ -19,9 +19,13 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def count_macs(model: torch.nn.Module, size: tuple[int, int], batch: int = 1) -> int:
-    """Multiply-accumulates of one forward pass on a (batch, 3, H, W) input in the model's convention."""
+    """Multiply-accumulates of one forward pass on a (batch, 3, H, W) input in the model's convention.
+
+    The input is made on the model's device (a model on a GPU is counted there).
+    """
     model.eval()
-    x = spec_of(model).to_network(torch.zeros(batch, 3, *size))
+    device = next(model.parameters(), torch.empty(0)).device
+    x = spec_of(model).to_network(torch.zeros(batch, 3, *size, device=device))
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(x)

@@ -41,9 +41,9 @@ class ModelSpec:
         input_range: (low, high) that pixel values 0 and 255 map to; (0, 255)
             keeps grey levels exact both ways (:meth:`to_levels`).
         quantize: how the authors' test script converts outputs to 8 bits:
-            "round" (nearest grey level, half to even like ``torch.round`` and
-            ``cv2.imwrite`` of floats) or "truncate" (``np.uint8`` of the
-            clipped value).
+            "round" (nearest grey level, halves to even - what ``torch.round``
+            and ``cv2.imwrite`` of a float array do) or "truncate"
+            (``np.uint8`` of the clipped value).
         fast_opts: constructor options of the exact fast path (same weights,
             same outputs to float rounding), used by ``--fast``.
     """

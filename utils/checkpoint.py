@@ -4,7 +4,8 @@ Formats accepted by :func:`load_model_weights`:
 
 (a) the authors' training-script format ``{'epoch', 'state_dict', 'optimizer'}``,
     with or without DataParallel's ``module.`` prefix;
-(b) a bare state dict (PReNet's ``net_latest.pth``, exported weights);
+(b) a bare state dict (PReNet's and BRN's ``net_latest.pth``, exported weights),
+    or one under ``'net'`` (RESCAN's and SPANet's ``{'net', 'clock', 'opt'}``);
 (c) this project's format, a dict with ``format == "dmsr-derain"``::
 
         {"format": "dmsr-derain", "version": 1,
@@ -82,7 +83,7 @@ def extract_state_dict(ckpt: Mapping, path: str | os.PathLike = "<checkpoint>", 
         state = ckpt["state_dict"]
     elif "params" in ckpt and isinstance(ckpt["params"], Mapping):  # BasicSR-style exports
         state = ckpt["params_ema"] if use_ema and "params_ema" in ckpt else ckpt["params"]
-    elif "net" in ckpt and isinstance(ckpt["net"], Mapping):  # SPANet's {'net', 'clock', 'opt'}
+    elif "net" in ckpt and isinstance(ckpt["net"], Mapping):  # RESCAN/SPANet-style {'net', 'clock', 'opt'}
         state = ckpt["net"]
     else:
         state = ckpt

@@ -17,8 +17,8 @@ recognised by its md5; a published figure is *comparable* only when the
 model, the training set of the weights and the test set (version included)
 are the same - otherwise the closest figure is shown and marked with why it
 is not comparable.  Sets without targets are not scored by PSNR/SSIM; the
-no-reference metrics in :data:`NO_REFERENCE_METRICS` (none yet - NIQE goes
-there) are computed for them instead.
+no-reference metrics in :data:`NO_REFERENCE_METRICS` (NIQE) are computed
+for them instead.
 """
 from __future__ import annotations
 
@@ -39,18 +39,24 @@ PUBLISHED = REPO / "models" / "published.json"
 
 log = logging.getLogger("leaderboard")
 
-# name -> function(uint8 RGB (H, W, 3)) -> float, computed on sets without targets.
-# The hook for NIQE: register it here (e.g. {"NIQE": metrics.niqe.niqe}) and it gets a column.
-NO_REFERENCE_METRICS: dict[str, Callable] = {}
+def _niqe(img) -> float:
+    from metrics.niqe import niqe
+
+    return niqe(img)
+
+
+# name -> function(uint8 RGB (H, W, 3)) -> float, computed on sets without targets (lower NIQE is better).
+NO_REFERENCE_METRICS: dict[str, Callable] = {"NIQE": _niqe}
 
 
 def parse_entry(text: str) -> tuple[str, Path | None]:
     """``"BRN:path/to/net_latest.pth"`` -> ``("BRN", Path(...))``; a bare name means no weights (Identity)."""
     from models import get_model_class
+    from utils.errors import UsageError
 
     name, sep, weights = text.partition(":")
     if not name or (sep and not weights):
-        raise ValueError(f"--models entry {text!r} is not MODEL:WEIGHTS")
+        raise UsageError(f"--models entry {text!r} is not MODEL:WEIGHTS")
     get_model_class(name)  # unknown names list the known ones
     if not sep:
         return name, None
@@ -139,6 +145,7 @@ def machine_description(device) -> str:
 def run_row(model, test_set, device, progress: str, save_dir: Path | None) -> dict:
     """Derain one set with one model; per-image seconds and scores."""
     from inference.runner import derain_image
+    from metrics.niqe import NIQEError
     from metrics.report import score_arrays, summarize
     from utils.image_io import read_image, write_image
 
@@ -157,7 +164,10 @@ def run_row(model, test_set, device, progress: str, save_dir: Path | None) -> di
             scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))
         else:
             for name, fn in NO_REFERENCE_METRICS.items():
-                no_ref[name].append(float(fn(result)))
+                try:
+                    no_ref[name].append(float(fn(result)))
+                except NIQEError as err:  # e.g. an image under 192 pixels: left out of the mean
+                    log.warning("%s: %s not scored: %s", progress, src.name, err)
         if i == 1 or i % every == 0 or i == n:
             mean = sum(seconds) / len(seconds)
             log.info("%s: %d/%d images, %.2f s/image, about %.0f s left", progress, i, n, mean, mean * (n - i))
@@ -290,13 +300,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))  # run as a file: make the project's packages importable
-    from data.folders import PairingError
-    from utils.checkpoint import CheckpointError
-    from utils.files import WriteError
-    from utils.image_io import ImageReadError
+    from utils.errors import run_cli
 
-    try:
-        main()
-    except (CheckpointError, ImageReadError, PairingError, WriteError, FileNotFoundError, ValueError,
-            KeyError) as err:
-        sys.exit(f"error: {err.args[0] if isinstance(err, KeyError) and err.args else err}")
+    run_cli(main)

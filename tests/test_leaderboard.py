@@ -130,3 +130,11 @@ def test_bad_input_is_one_line_and_fails(root, tmp_path):
                            "--input_dir", str(root), "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stdout == ""
     assert proc.stderr.startswith("error: unknown model 'NoSuchNet'") and len(proc.stderr.splitlines()) == 1
+
+
+def test_niqe_is_the_no_reference_metric():
+    from metrics.niqe import niqe
+
+    img = np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    assert list(leaderboard.NO_REFERENCE_METRICS) == ["NIQE"]
+    assert leaderboard.NO_REFERENCE_METRICS["NIQE"](img) == niqe(img)

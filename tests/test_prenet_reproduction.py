@@ -2,9 +2,9 @@
 
 The PReNet authors' released Rain100H weights, run by ``test.py`` on the
 Rain100H test set and scored by ``evaluate.py``, must give the published
-29.46 dB / 0.899 (Y channel) within 0.05 dB / 0.002.  Outputs are converted
-to 8 bits by rounding (this project's protocol); the release truncates,
-which the closing note of the issue compares.
+29.46 dB / 0.899 (Y channel) within 0.05 dB / 0.002.  No protocol flag is
+given: PReNet's ModelSpec makes test.py convert to 8 bits by truncation, as
+the release's test script does (29.4476 dB; rounding gives 29.4871).
 """
 from __future__ import annotations
 

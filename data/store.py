@@ -149,17 +149,17 @@ class ImageStore:
             header = f.read(header_len)
         try:
             meta = json.loads(header)
-            self._entries = meta["pairs"]
-            self.root = Path(meta["root"])
-            self._data_start = _data_start(header_len)
-            self.pairs = [
-                ImagePair(e["name"], Path(e["input"]), Path(e["target"]), int(e["height"]), int(e["width"]))
-                for e in self._entries
-            ]
-            total = sum(2 * p.height * p.width * 3 for p in self.pairs)
-            _check_entries(self._entries)
-        except (ValueError, KeyError, TypeError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise DatasetError(f"{self.path}: corrupt store header ({err})") from None
+        problem = _header_problem(meta)
+        if problem:
+            raise DatasetError(f"{self.path}: corrupt store header ({problem})")
+        self._entries = meta["pairs"]
+        self.root = Path(meta["root"])
+        self._data_start = _data_start(header_len)
+        self.pairs = [ImagePair(e["name"], Path(e["input"]), Path(e["target"]), e["height"], e["width"])
+                      for e in self._entries]
+        total = sum(2 * p.height * p.width * 3 for p in self.pairs)
         if self.path.stat().st_size < self._data_start + total:
             raise DatasetError(f"{self.path}: truncated store (expected {self._data_start + total} bytes)")
         self._total = total
@@ -207,15 +207,24 @@ class ImageStore:
             )
 
 
-def _check_entries(entries: list) -> None:
-    """Raise ValueError unless the entries are consecutive blocks of positive sizes, as build_store writes them."""
+def _header_problem(meta) -> str | None:
+    """What is wrong with a store header (``None`` when it is what build_store writes).
+
+    The entries must be consecutive blocks of positive sizes, with text names.
+    """
+    if not isinstance(meta, dict) or not isinstance(meta.get("pairs"), list) or not isinstance(meta.get("root"), str):
+        return "no pair list or root"
+    keys = ("name", "input", "target", "height", "width", "offset")
     offset = 0
-    for e in entries:
+    for e in meta["pairs"]:
+        if not isinstance(e, dict) or any(k not in e for k in keys):
+            return f"an entry lacks one of {', '.join(keys)}"
         if not all(isinstance(e[k], str) for k in ("name", "input", "target")):
-            raise ValueError(f"entry {e.get('name')!r} has non-text names")
+            return f"entry {e['name']!r} has non-text names"
         h, w = e["height"], e["width"]
-        if not (isinstance(h, int) and isinstance(w, int) and 0 < h * w <= MAX_PIXELS and h > 0):
-            raise ValueError(f"entry {e['name']!r} has the size {h!r}x{w!r}")
+        if not (type(h) is int and type(w) is int and h > 0 and 0 < h * w <= MAX_PIXELS):
+            return f"entry {e['name']!r} has the size {h!r}x{w!r}"
         if e["offset"] != offset:
-            raise ValueError(f"entry {e['name']!r} is at offset {e['offset']!r}, expected {offset}")
+            return f"entry {e['name']!r} is at offset {e['offset']!r}, expected {offset}"
         offset += 2 * h * w * 3
+    return None

@@ -61,22 +61,14 @@ class BRN(nn.Module):
         self.stages = stages
         self.width = width
         # Attribute order = the release's state-dict order (background branch first).
-        self.conv0 = nn.Sequential(_conv(9, width), nn.ReLU())
-        for k in range(1, 6):
-            self.add_module(f"res_conv{k}", _res_block(width))
-        self.conv_i = _gate(3 * width, width, nn.Sigmoid())
-        self.conv_f = _gate(3 * width, width, nn.Sigmoid())
-        self.conv_g = _gate(3 * width, width, nn.Tanh())
-        self.conv_o = _gate(3 * width, width, nn.Sigmoid())
-        self.conv = nn.Sequential(_conv(width, 3))
-        self.conv0_r = nn.Sequential(_conv(6, width), nn.ReLU())
-        for k in range(1, 6):
-            self.add_module(f"res_conv{k}_r", _res_block(width))
-        self.conv_i_r = _gate(3 * width, width, nn.Sigmoid())
-        self.conv_f_r = _gate(3 * width, width, nn.Sigmoid())
-        self.conv_g_r = _gate(3 * width, width, nn.Tanh())
-        self.conv_o_r = _gate(3 * width, width, nn.Sigmoid())
-        self.conv_r = nn.Sequential(_conv(width, 3))
+        # The background branch sees [input, x, r] (9 channels), the rain branch [input, r] (6).
+        for suffix, in_channels in (("", 9), ("_r", 6)):
+            self.add_module(f"conv0{suffix}", nn.Sequential(_conv(in_channels, width), nn.ReLU()))
+            for k in range(1, 6):
+                self.add_module(f"res_conv{k}{suffix}", _res_block(width))
+            for gate, act in (("i", nn.Sigmoid()), ("f", nn.Sigmoid()), ("g", nn.Tanh()), ("o", nn.Sigmoid())):
+                self.add_module(f"conv_{gate}{suffix}", _gate(3 * width, width, act))
+            self.add_module(f"conv{suffix}", nn.Sequential(_conv(width, 3)))
 
     def _lstm(self, z: torch.Tensor, cell: torch.Tensor, suffix: str) -> tuple[torch.Tensor, torch.Tensor]:
         """One convolutional LSTM step on the concatenated gate input ``z``; returns ``(hidden, cell)``."""

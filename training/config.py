@@ -196,8 +196,8 @@ def load_config(config_file: str | None = None, opts: list[str] | None = None, f
         _drop_legacy(other, str(path))
         _check_keys(cfg, other)
         try:
-            cfg.merge_from_other_cfg(other)
-        except (KeyError, ValueError) as err:
+            _merge(cfg, other)
+        except ConfigError as err:
             raise ConfigError(f"{path}: {err}") from None
     if opts:
         if len(opts) % 2:
@@ -210,7 +210,18 @@ def load_config(config_file: str | None = None, opts: list[str] | None = None, f
     return cfg
 
 
-def _set(cfg: CN, dotted: str, raw: str) -> None:
+def _merge(cfg: CN, other: dict, node: CN | None = None, prefix: str = "") -> None:
+    """Set every leaf of a YAML mapping through :func:`_set`, which checks each key and value type."""
+    node = cfg if node is None else node
+    for key, value in other.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(node.get(key), CN):
+            _merge(cfg, value, node[key], f"{dotted}.")
+        else:
+            _set(cfg, dotted, value)
+
+
+def _set(cfg: CN, dotted: str, raw) -> None:
     node = cfg
     parts = dotted.split(".")
     for i, part in enumerate(parts[:-1]):

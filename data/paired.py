@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from utils.image_io import uint8_to_tensor
 
-from .folders import read_pair, scan_pairs
+from .folders import DatasetError, ImagePair, read_pair, scan_pairs
 from .loader import sample_rng
 from .store import ImageStore
 from .transforms import NUM_VARIANTS, augment, center_crop_origin, crop_patch, random_crop_origin
@@ -49,7 +49,8 @@ def _check_patch_size(value: int | None, allow_none: bool) -> int | None:
 class _PairedImages(Dataset):
     """Pairs from a folder or a store, loaded as full uint8 images (shared by train and val)."""
 
-    def __init__(self, root: str | os.PathLike | None, store: str | os.PathLike | None, verify: bool):
+    def __init__(self, root: str | os.PathLike | None, store: str | os.PathLike | None, verify: bool,
+                 pairs: list[ImagePair] | None = None):
         if root is None and store is None:
             raise ValueError("give the dataset folder (root) or a pre-decoded store (store)")
         self.root = Path(root) if root is not None else None
@@ -58,14 +59,26 @@ class _PairedImages(Dataset):
             self.store = ImageStore(store)
             if self.root is not None:
                 self.store.check_matches(self.root)
-            self.pairs = self.store.pairs
+            everything = self.store.pairs
         else:
-            self.pairs = scan_pairs(self.root, verify=verify)
+            everything = scan_pairs(self.root, verify=verify) if pairs is None else None
+        if pairs is None:
+            self.pairs, self._index = everything, list(range(len(everything)))
+        else:  # a subset (a validation split); with a store, found there by name
+            self.pairs = list(pairs)
+            if self.store is None:
+                self._index = list(range(len(self.pairs)))
+            else:
+                where = {p.name: i for i, p in enumerate(everything)}
+                missing = [p.name for p in self.pairs if p.name not in where]
+                if missing:
+                    raise DatasetError(f"{self.store.path}: no pairs named {', '.join(missing[:5])} in the store")
+                self._index = [where[p.name] for p in self.pairs]
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Full uint8 (H, W, 3) input and target of pair ``i`` (views into the store when there is one)."""
         if self.store is not None:
-            return self.store.pair(i)
+            return self.store.pair(self._index[i])
         return read_pair(self.pairs[i])
 
 
@@ -90,6 +103,8 @@ class PairedTrainDataset(_PairedImages):
         repeat: patches per image per epoch (the dataset's length is
             ``repeat * len(pairs)``), for small datasets.
         verify: verify file structure at start-up, not only the headers.
+        pairs: the checked pairs to use (a subset of ``root``'s, e.g. the
+            training part of a validation split); ``root`` is then not scanned.
     """
 
     def __init__(
@@ -101,8 +116,9 @@ class PairedTrainDataset(_PairedImages):
         augment: bool = True,
         repeat: int = 1,
         verify: bool = True,
+        pairs: list[ImagePair] | None = None,
     ):
-        super().__init__(root, store, verify)
+        super().__init__(root, store, verify, pairs)
         self.patch_size = _check_patch_size(patch_size, allow_none=False)
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
@@ -151,8 +167,9 @@ class PairedValDataset(_PairedImages):
         patch_size: int | None = None,
         store: str | os.PathLike | None = None,
         verify: bool = True,
+        pairs: list[ImagePair] | None = None,
     ):
-        super().__init__(root, store, verify)
+        super().__init__(root, store, verify, pairs)
         self.patch_size = _check_patch_size(patch_size, allow_none=True)
 
     def __len__(self) -> int:

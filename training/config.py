@@ -91,6 +91,10 @@ def get_default_config() -> CN:
     c.TRAINING.VAL_PS = 64  # centre-crop size for validation (0 = whole image)
     c.TRAINING.TRAIN_DIR = "./Datasets/Synthetic_Rain_Datasets/train"
     c.TRAINING.VAL_DIR = "./Datasets/Synthetic_Rain_Datasets/test/Rain100L"
+    # Validation pairs held back from TRAIN_DIR instead of VAL_DIR: a count (20) or a fraction (0.1); 0 = off
+    # (the release validates on VAL_DIR, a test set).  The split depends only on the pairs and VAL_SPLIT_SEED.
+    c.TRAINING.VAL_SPLIT = 0.0
+    c.TRAINING.VAL_SPLIT_SEED = 0
     c.TRAINING.SAVE_DIR = "./checkpoints"
     c.TRAINING.STORE = ""  # optional pre-decoded store of TRAIN_DIR (scripts/build_store.py)
     c.TRAINING.NUM_WORKERS = 4
@@ -294,6 +298,11 @@ def validate(cfg: CN) -> None:
     _int(cfg, "TRAINING.VAL_PS", 0, MAX_VAL_PATCH)
     _int(cfg, "TRAINING.NUM_WORKERS", 0, 256)
     _int(cfg, "TRAINING.SEED", 0, 2**32 - 1)  # numpy's global seed takes 32 bits
+    _int(cfg, "TRAINING.VAL_SPLIT_SEED", 0, 2**63 - 1)
+    _real(cfg, "TRAINING.VAL_SPLIT", 0.0)
+    if cfg.TRAINING.VAL_SPLIT >= 1 and cfg.TRAINING.VAL_SPLIT != math.floor(cfg.TRAINING.VAL_SPLIT):
+        _fail("TRAINING.VAL_SPLIT", "a whole number of pairs (>= 1), a fraction below 1, or 0 (off)",
+              cfg.TRAINING.VAL_SPLIT)
     _real(cfg, "OPTIM.LR_INITIAL", 0.0, low_open=True)
     _real(cfg, "OPTIM.LR_MIN", 0.0, cfg.OPTIM.LR_INITIAL)
     for key in ("OPTIM.BETA1", "OPTIM.BETA2"):

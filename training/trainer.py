@@ -9,6 +9,7 @@ release; every speed option is a config switch that is off by default.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -21,10 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data import build_dataset
-from data.folders import DatasetError
+from data.folders import DatasetError, ImagePair, scan_pairs
 from data.loader import build_train_loader, set_epoch
+from data.split import SPLIT_FILE, check_same_split, split_listing, split_pairs
+from data.store import ImageStore
 from inference.padding import forward_padded
-from metrics.psnr_ssim import psnr_y, tensor_psnr
+from metrics.psnr_ssim import psnr_y, ssim_y, tensor_psnr
 from models import primary_output
 from utils.checkpoint import (
     FORMAT_NAME,
@@ -36,6 +39,7 @@ from utils.checkpoint import (
 )
 from utils.distributed import DistInfo, any_true, average_buffers, barrier, broadcast_object
 from utils.errors import UserError
+from utils.files import atomic_write
 from utils.image_io import ImageReadError, tensor_to_uint8
 from utils.precision import autocast
 
@@ -59,6 +63,17 @@ from .schedules import build_scheduler
 from .step import TrainingStep
 
 log = logging.getLogger("train")
+HISTORY_FILE = "history.json"  # per-epoch loss, learning rate, validation scores, time and images (for plots)
+
+
+def _json_history(history: list[dict], input_record: dict | None) -> str:
+    """``history.json``: ``{"input": scores of the rainy input, "epochs": [per-epoch records]}``.
+
+    Strict JSON: a non-finite number (an epoch without a finite loss) becomes null.
+    """
+    epochs = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()}
+              for r in history]
+    return json.dumps({"input": input_record, "epochs": epochs}, indent=1, allow_nan=False) + "\n"
 
 __all__ = ["Trainer", "TrainingError"]
 
@@ -82,11 +97,10 @@ class Trainer:
         if cfg.FAST.CUDNN_BENCHMARK and not t.DETERMINISTIC:
             torch.backends.cudnn.benchmark = True
         try:
+            self._build()  # reads and checks the model, the data and the options; writes nothing
             if self.is_main:
                 check_writable(self.save_dir)
                 self.lock.acquire()  # before anything is written: one run per session folder
-                self._setup_logging()
-            self._build()
         except BaseException:
             self.close()
             raise
@@ -128,15 +142,19 @@ class Trainer:
         self.scheduler, self.per_step_schedule = build_scheduler(self.optimizer, o)
 
         store = t.STORE or None
+        train_pairs, self.val_pairs = self._split(store)
         self.train_set = build_dataset("paired_train", root=t.TRAIN_DIR, patch_size=t.TRAIN_PS, seed=t.SEED,
-                                       store=store)
+                                       store=store, pairs=train_pairs)
         self.train_loader = build_train_loader(
             self.train_set, o.BATCH_SIZE, seed=t.SEED, num_workers=t.NUM_WORKERS, world_size=self.dist.world_size,
             rank=self.dist.rank, pin_memory=fast.PIN_MEMORY and self.device.type == "cuda",
             persistent_workers=True)
         self.sampler = self.train_loader.sampler
         self.val_set = None
-        if self.is_main and t.VAL_DIR and t.VAL_AFTER_EVERY > 0:
+        if self.is_main and self.val_pairs and t.VAL_AFTER_EVERY > 0:
+            self.val_set = build_dataset("paired_val", root=t.TRAIN_DIR, patch_size=t.VAL_PS or None, store=store,
+                                         pairs=self.val_pairs)
+        elif self.is_main and t.VAL_DIR and t.VAL_AFTER_EVERY > 0:
             self.val_set = build_dataset("paired_val", root=t.VAL_DIR, patch_size=t.VAL_PS or None)
         self.steps_per_epoch = len(self.train_loader)
         if t.MAX_STEPS_PER_EPOCH > 0:
@@ -149,6 +167,35 @@ class Trainer:
         self.best_epoch = 0
         self.epochs_since_best = 0
         self.history: list[dict] = []
+        self.input_record: dict | None = None  # validation scores of the rainy input
+
+    def _split(self, store: str | None) -> tuple[list[ImagePair] | None, list[ImagePair]]:
+        """``(training pairs, held-back validation pairs)`` per TRAINING.VAL_SPLIT; ``(None, [])`` when it is off."""
+        t = self.cfg.TRAINING
+        if t.VAL_SPLIT <= 0:
+            return None, []
+        everything = ImageStore(store).pairs if store else scan_pairs(t.TRAIN_DIR)
+        return split_pairs(everything, t.VAL_SPLIT, t.VAL_SPLIT_SEED, source=f"TRAINING.TRAIN_DIR {t.TRAIN_DIR}")
+
+    def _record_split(self, resume: bool) -> str | None:
+        """Rank 0: write the held-back file list to the run folder, or check it against the one recorded."""
+        t = self.cfg.TRAINING
+        path = self.save_dir / SPLIT_FILE
+        log.info("validation split: %d of the %d pairs of %s held back (TRAINING.VAL_SPLIT %g, listed in %s), "
+                 "training on the other %d", len(self.val_pairs), len(self.val_pairs) + len(self.train_set.pairs),
+                 t.TRAIN_DIR, t.VAL_SPLIT, path, len(self.train_set.pairs))
+        if t.VAL_DIR:
+            log.warning("TRAINING.VAL_DIR %s is not used: validation runs on the pairs TRAINING.VAL_SPLIT holds "
+                        "back", t.VAL_DIR)
+        try:
+            if resume and path.is_file():
+                check_same_split(self.val_pairs, path)
+                return None
+            total = len(self.train_set.pairs) + len(self.val_pairs)
+            atomic_write(path, split_listing(self.val_pairs, total, t.VAL_SPLIT, t.VAL_SPLIT_SEED, t.TRAIN_DIR))
+        except UserError as err:
+            return str(err)
+        return None
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
@@ -225,28 +272,46 @@ class Trainer:
     @torch.no_grad()
     def validate(self, model: nn.Module | None = None) -> float:
         """Mean PSNR over the validation set of the full-resolution output clamped to [0, 1]."""
+        return self.validate_scores(model)[0]
+
+    @torch.no_grad()
+    def validate_scores(self, model: nn.Module | None = None) -> tuple[float, float]:
+        """``(PSNR, SSIM)``: means over the validation set of the output clamped to [0, 1].
+
+        PSNR is TRAINING.VAL_METRIC; SSIM is the paper metric's (Y channel, 8-bit output).
+        """
         model = model if model is not None else (self.ema.module if self.ema is not None else self.model)
         was_training = model.training
         model.eval()
-        scores = []
+        psnrs, ssims = [], []
         sample = None
         for inp, tgt, _ in DataLoader(self.val_set, batch_size=1, num_workers=0):
             inp, tgt = inp.to(self.device), tgt.to(self.device)
             with autocast(self.device, self.amp_dtype):
                 out = primary_output(forward_padded(model, inp))
             out = out.float().clamp(0, 1)
-            scores.append(self._score(out, tgt))
+            psnrs.append(self._score(out, tgt))
+            ssims.append(ssim_y(tensor_to_uint8(out[0]), tensor_to_uint8(tgt[0])))
             if sample is None:
                 sample = torch.cat([inp[0], out[0], tgt[0]], dim=2).cpu()
         model.train(was_training)
         if self.writer is not None and sample is not None:
             self.writer.add_image("val/input_output_target", sample, self.epoch)
-        return float(np.mean(scores))
+        return float(np.mean(psnrs)), float(np.mean(ssims))
 
     @torch.no_grad()
     def input_psnr(self) -> float:
         """The validation score of the rainy input itself (what the model must beat)."""
-        return float(np.mean([self._score(inp, tgt) for inp, tgt, _ in DataLoader(self.val_set, batch_size=1)]))
+        return self.input_scores()[0]
+
+    @torch.no_grad()
+    def input_scores(self) -> tuple[float, float]:
+        """``(PSNR, SSIM)`` of the rainy input itself on the validation set, as :meth:`validate_scores` scores."""
+        psnrs, ssims = [], []
+        for inp, tgt, _ in DataLoader(self.val_set, batch_size=1):
+            psnrs.append(self._score(inp, tgt))
+            ssims.append(ssim_y(tensor_to_uint8(inp[0]), tensor_to_uint8(tgt[0])))
+        return float(np.mean(psnrs)), float(np.mean(ssims))
 
     # ------------------------------------------------------------------ training
     def _step(self, inp: torch.Tensor, tgt: torch.Tensor) -> float | None:
@@ -264,6 +329,12 @@ class Trainer:
         refusal = broadcast_object(earlier_run(self.save_dir, resume) if self.is_main else None, self.dist)
         if refusal:
             raise TrainingError(refusal)
+        if self.is_main:  # train.log of this run only: a refused run leaves an earlier run's log alone
+            self._setup_logging()
+        if self.val_pairs:
+            problem = broadcast_object(self._record_split(resume) if self.is_main else None, self.dist)
+            if problem:
+                raise TrainingError(problem)
         if resume:
             if not self.resume() and self.is_main:
                 log.warning("--resume: no model_latest.pth in %s; starting from scratch", self.save_dir)
@@ -276,9 +347,10 @@ class Trainer:
 
                 self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
             if self.val_set is not None:
-                summary["input_psnr"] = self.input_psnr()
-                log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images)",
-                         summary["input_psnr"], t.VAL_METRIC, len(self.val_set))
+                summary["input_psnr"], summary["input_ssim"] = self.input_scores()
+                self.input_record = {"val_psnr": summary["input_psnr"], "val_ssim": summary["input_ssim"]}
+                log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images), SSIM %.4f",
+                         summary["input_psnr"], t.VAL_METRIC, len(self.val_set), summary["input_ssim"])
             log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
                      cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
                      self.dist.world_size, self.device, self.save_dir)
@@ -310,7 +382,7 @@ class Trainer:
             self.sampler.skip = self.step_in_epoch * cfg.OPTIM.BATCH_SIZE
             self.net.train()
             losses = []
-            started = time.time()
+            started, first_step = time.time(), self.step_in_epoch
             bar = EpochProgress(epoch, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, self.step_in_epoch,
                                 cfg.OPTIM.BATCH_SIZE * self.dist.world_size, cfg.OPTIM.NUM_EPOCHS - epoch,
                                 enabled=self.is_main, every=t.LOG_EVERY)
@@ -346,7 +418,7 @@ class Trainer:
             bar.close()
             if any_true(self.stop.requested, self.dist, self.device):
                 if self.step_in_epoch >= self.steps_per_epoch:
-                    self._end_epoch(epoch, losses, started)
+                    self._end_epoch(epoch, losses, started, self._images(first_step))
                 elif self.dist.enabled and any(b.is_floating_point() for b in self.model.buffers()):
                     average_buffers(self.model, self.dist)  # every rank and the checkpoint hold the same statistics
                     if self.is_main:
@@ -360,19 +432,28 @@ class Trainer:
                 barrier(self.dist)
                 summary["stopped_by"] = self.stop.signal_name or "signal"
                 return
-            if self._end_epoch(epoch, losses, started):
+            if self._end_epoch(epoch, losses, started, self._images(first_step)):
                 summary["stopped_by"] = "early_stopping"
                 return
 
-    def _end_epoch(self, epoch: int, losses: list[float], started: float) -> bool:
-        """Schedule, validate, save; True when early stopping ends the run."""
+    def _images(self, first_step: int) -> int:
+        """Training images processed by all ranks in the steps since ``first_step`` of this epoch."""
+        return (self.step_in_epoch - first_step) * self.cfg.OPTIM.BATCH_SIZE * self.dist.world_size
+
+    def _end_epoch(self, epoch: int, losses: list[float], started: float, images: int) -> bool:
+        """Schedule, validate, save; True when early stopping ends the run.
+
+        ``images``: training images (patches) this process group saw in the epoch's steps run since
+        ``started`` (after a mid-epoch resume, only the steps of this sitting).
+        """
         if not self.per_step_schedule:
             self.scheduler.step()
         average_buffers(self.model, self.dist)
         self.epoch = epoch + 1
         self.step_in_epoch = 0
         record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                  "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(time.time() - started, 2)}
+                  "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(time.time() - started, 2),
+                  "images": images}
         failure = None
         try:
             stop_early = self._finish_epoch(epoch, losses, record) if self.is_main else False
@@ -391,7 +472,7 @@ class Trainer:
         t = self.cfg.TRAINING
         stop_early = False
         if self.val_set is not None and epoch % t.VAL_AFTER_EVERY == 0:
-            score = self.validate()
+            score, record["val_ssim"] = self.validate_scores()
             record["val_psnr"] = score
             if score > self.best_psnr:
                 self.best_psnr, self.best_epoch, self.epochs_since_best = score, epoch, 0
@@ -399,8 +480,10 @@ class Trainer:
                 self.epochs_since_best += t.VAL_AFTER_EVERY
             if self.writer is not None:
                 self.writer.add_scalar("val/psnr", score, epoch)
-            log.info("epoch %d: loss %.4f, val PSNR %.2f dB (best %.2f dB at epoch %d), %.1fs",
-                     epoch, record["loss"], score, self.best_psnr, self.best_epoch, record["time_s"])
+                self.writer.add_scalar("val/ssim", record["val_ssim"], epoch)
+            log.info("epoch %d: loss %.4f, val PSNR %.2f dB, SSIM %.4f (best %.2f dB at epoch %d), %.1fs",
+                     epoch, record["loss"], score, record["val_ssim"], self.best_psnr, self.best_epoch,
+                     record["time_s"])
         else:
             log.info("epoch %d: loss %.4f, %.1fs", epoch, record["loss"], record["time_s"])
         if self.writer is not None:
@@ -420,6 +503,7 @@ class Trainer:
         if t.VAL_SAVE_EVERY > 0 and epoch % t.VAL_SAVE_EVERY == 0:
             self.save(f"model_epoch_{epoch}.pth", state)
         self.save("model_latest.pth", state)
+        atomic_write(self.save_dir / HISTORY_FILE, _json_history(self.history, self.input_record))
         patience = t.EARLY_STOP_PATIENCE
         if patience > 0 and self.val_set is not None and self.epochs_since_best >= patience:
             log.info("early stopping: no better validation score for %d epochs (best %.2f dB at epoch %d)",

@@ -49,12 +49,12 @@ _CHUNK = 512  # rows of the distance matrix computed at a time
 def perceptual(img: np.ndarray) -> tuple[np.uint64, np.ndarray]:
     """``(phash, thumbnail)`` of a uint8 image (RGB or grey): the 63-bit DCT hash and a unit 16x16 grey thumbnail."""
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
-    grey = grey.astype(np.float32)
-    small = cv2.resize(grey, (_HASH_SIDE, _HASH_SIDE), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(grey.astype(np.float32), (_HASH_SIDE, _HASH_SIDE), interpolation=cv2.INTER_AREA)
     low = cv2.dct(small)[:_DCT_SIDE, :_DCT_SIDE].ravel()[1:]
     bits = (low > np.median(low)).astype(np.uint64)
     phash = np.bitwise_or.reduce(bits * _BIT_WEIGHTS)
-    thumb = cv2.resize(grey, (_THUMB_SIDE, _THUMB_SIDE), interpolation=cv2.INTER_AREA).ravel()
+    # Area averages nest: the 16x16 thumbnail of the 32x32 one is the image's own 16x16 area average.
+    thumb = cv2.resize(small, (_THUMB_SIDE, _THUMB_SIDE), interpolation=cv2.INTER_AREA).ravel()
     thumb = thumb - thumb.mean()
     norm = float(np.linalg.norm(thumb))
     return np.uint64(phash), (thumb / norm if norm > 1e-6 else np.zeros_like(thumb))

@@ -37,6 +37,7 @@ TOOLS = {
     "evaluate": "evaluate.py",
     "make_demo_data": "scripts/make_demo_data.py",
     "build_store": "scripts/build_store.py",
+    "check_data": "scripts/check_data.py",
 }
 TIMEOUT = 180  # a case that takes longer is a hang
 NOBODY = 65534

@@ -304,22 +304,6 @@ class Identification:
             out["contains"] = {label: n for label, n in self.contains}
         return out
 
-    def describe(self) -> str:
-        """One line: ``Rain100H 480x320, exact (200 files)`` or how it differs."""
-        if self.status == UNKNOWN:
-            known = "; holds " + ", ".join(f"{n} file(s) of {label}" for label, n in self.contains) \
-                if self.contains else ""
-            return f"not a known set version{known}"
-        text = f"{self.manifest.label} ({self.manifest.kind} set), {self.status}"
-        if self.status == "exact":
-            return f"{text} ({self.expected} files)"
-        parts = [f"{len(self.matched)} of {self.expected} files match"]
-        if self.modified:
-            same = f", {len(self.reencoded)} of them re-encoded with the same pixels" if self.reencoded else ""
-            parts.append(f"{len(self.modified)} modified{same}")
-        parts += [f"{len(v)} {k}" for k, v in (("missing", self.missing), ("extra", self.extra)) if v]
-        return f"{text}: {', '.join(parts)}"
-
 
 def identify(files: list[FileFacts], manifests: tuple[Manifest, ...] | None = None) -> Identification:
     """The known version ``files`` (one folder) hold, by bytes, pair keys and pixels (see the module docstring).

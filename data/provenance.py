@@ -224,8 +224,7 @@ def warn_about_data(train_set, val_set, val_dir: str | None) -> None:
     the training targets of a validation target's size, within 2 pixels).
     """
     started = time.process_time()
-    train_root = train_set.root
-    where = f"TRAINING.TRAIN_DIR {train_root}"
+    where = f"TRAINING.TRAIN_DIR {train_set.root}"
     folder = _role_files(train_set, val_set if val_set is not None and not val_dir else None)
     train_known = identify(folder_facts(folder))
     if train_known.kind == "test":
@@ -233,9 +232,14 @@ def warn_about_data(train_set, val_set, val_dir: str | None) -> None:
                     where, train_known.manifest.label, train_known.status)
     for label, n in _test_sets_held(train_known):
         log.warning("%s holds %d file(s) of the test set %s: scores on that set will be optimistic", where, n, label)
-    if val_set is None:
-        return
-    source = f"TRAINING.VAL_DIR {val_dir}" if val_dir else f"the pairs TRAINING.VAL_SPLIT holds back from {train_root}"
+    if val_set is not None:
+        _warn_about_validation(train_set, val_set, val_dir, where)
+    log.info("data checks (known sets, shared scenes) took %.1f s of CPU", time.process_time() - started)
+
+
+def _warn_about_validation(train_set, val_set, val_dir: str | None, where: str) -> None:
+    source = f"TRAINING.VAL_DIR {val_dir}" if val_dir else \
+        f"the pairs TRAINING.VAL_SPLIT holds back from {train_set.root}"
     if val_dir:
         val_known = identify(folder_facts(_role_files(val_set)))
         if val_known.kind == "test":
@@ -252,7 +256,6 @@ def warn_about_data(train_set, val_set, val_dir: str | None) -> None:
                     "(%d exact, %d near; validation/training: %s%s): validation scores are then optimistic and "
                     "the best epoch is picked on seen scenes", len({v for v, _, _ in shared}), len(val_set.pairs),
                     source, where, exact, len(shared) - exact, examples, " ..." if len(shared) > SHOWN else "")
-    log.info("data checks (known sets, shared scenes) took %.1f s of CPU", time.process_time() - started)
 
 
 def _test_sets_held(found: Identification) -> list[tuple[str, int]]:

@@ -153,3 +153,27 @@ def test_resume_refuses_a_changed_split(folder, tmp_path):
     with pytest.raises(SystemExit, match="validation split differs from the one this run started with"):
         train.main(["--resume"] + _opts(data, tmp_path, "OPTIM.NUM_EPOCHS", "2"))
     assert (run / SPLIT_FILE).read_bytes() == before
+
+
+def test_val_tile_validates_through_the_window_protocol(folder, tmp_path):
+    from inference.windows import forward_tiled
+    from metrics.psnr_ssim import tensor_psnr
+
+    cfg = load_config(None, _opts(folder, tmp_path)[3:] + ["TRAINING.VAL_PS", "0", "TRAINING.VAL_TILE", "64"])
+    trainer = Trainer(cfg, torch.device("cpu"), DistInfo())
+    try:
+        psnr, _ = trainer.validate_scores()
+        trainer.model.eval()
+        with torch.no_grad():
+            expected = np.mean([float(tensor_psnr(forward_tiled(trainer.model, x[None], 64).clamp(0, 1), y[None],
+                                                  data_range=1.0)[0]) for x, y, _ in trainer.val_set])
+        assert trainer.val_set[0][0].shape[-2:] == (70, 76)  # whole images, 4 windows each
+        assert psnr == pytest.approx(expected, abs=1e-9)
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("tile", ["40", "32", "-64"])
+def test_val_tile_must_suit_the_model(tile):
+    with pytest.raises(ConfigError, match="TRAINING.VAL_TILE"):
+        load_config(None, ["TRAINING.VAL_TILE", tile])

@@ -64,6 +64,8 @@ def variant_row(study: Study, v: Variant) -> dict:
     best = max(validated, key=lambda e: e["val_psnr"], default=None)  # the first of equal scores, as train.py
     params, macs = complexity(study, v)
     time_s = sum(e.get("time_s") or 0 for e in epochs)
+    # Images of the timed steps: after a mid-epoch resume an epoch's record counts only its last sitting,
+    # so this is a throughput figure (like train_time_s), not the number of patches the run saw.
     images = sum(e.get("images") or 0 for e in epochs)
     scores = _read_json(study.scores_path(v)) if study.test else None
     test = {}
@@ -84,7 +86,7 @@ def variant_row(study: Study, v: Variant) -> dict:
         "input_val": history.get("input") if isinstance(history, dict) else None,
         "test": test,
         "train_time_s": round(time_s, 1),
-        "images": images,
+        "timed_images": images,
         "images_per_s": round(images / time_s, 3) if time_s > 0 else None,
     }
 

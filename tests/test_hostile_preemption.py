@@ -26,6 +26,9 @@ from hostile_helpers import REPO, expect_ok, make_pairs, run_command, run_tool, 
 from training.run_state import StopRequest
 from utils.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
+                                reason="process groups and /proc (Linux) are needed to signal a job and count its processes")
+
 PAIRS, EPOCHS = 8, 2  # batch 1: 8 steps per epoch on one process, 4 per rank on two
 RUN = Path("ck") / "Deraining" / "DMSR"
 

@@ -26,7 +26,7 @@ from hostile_helpers import REPO, expect_ok, make_pairs, run_command, run_tool, 
 from training.run_state import StopRequest
 from utils.checkpoint import load_checkpoint
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
                                 reason="process groups and /proc (Linux) are needed to signal a job and count its processes")
 
 PAIRS, EPOCHS = 8, 2  # batch 1: 8 steps per epoch on one process, 4 per rank on two
@@ -94,6 +94,7 @@ def _stopped_mid_epoch(tmp_path: Path, out: str, sig: signal.Signals, steps: int
     assert ckpt["epoch"] == 1 and 1 <= ckpt["step_in_epoch"] < steps, (ckpt["epoch"], ckpt["step_in_epoch"])
 
 
+@needs_proc
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_to_the_group_saves_exits_143_and_resumes(sig, tmp_path):
     args = _args(tmp_path)
@@ -111,6 +112,7 @@ def _torchrun(*args) -> list[str]:
             str(REPO / "train.py"), *args]
 
 
+@needs_proc
 def test_torchrun_signal_to_the_group_saves_and_resumes(tmp_path):
     """torchrun runs each rank in a process group of its own and passes a stop on to each rank's group.
 

@@ -11,10 +11,15 @@ the same epoch number before iterating the loader.
 
 The sample order comes from a :class:`~torch.utils.data.DistributedSampler`
 (also for one process), which shuffles with ``seed + epoch`` in the same way.
+
+Workers leave SIGTERM and SIGINT to the main process (:func:`init_worker`):
+a cluster stops a job by signalling all of its processes at once, and the
+main process must outlive its workers to save ``model_latest.pth``.
 """
 from __future__ import annotations
 
 import random
+import signal
 
 import numpy as np
 import torch
@@ -39,6 +44,29 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def leave_stop_signals_to_main() -> None:
+    """In a DataLoader worker: ignore SIGTERM and SIGINT, which the main process handles.
+
+    SLURM (``scancel``, the time limit, pre-emption), ``timeout``, systemd and
+    a terminal's Ctrl-C signal every process of the job, not only the main
+    one.  A worker killed by that signal makes the main process fail with
+    "DataLoader worker ... is killed by signal" before it can save; ignoring
+    it keeps the workers serving batches until the main process, which also
+    got the signal, saves at the next step and shuts them down itself.  A
+    worker whose main process is gone still exits (PyTorch's watchdog), and
+    SIGKILL, which a scheduler sends when its grace period is over, still
+    ends everything.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def init_worker(worker_id: int) -> None:
+    """The training loader's ``worker_init_fn``: :func:`seed_worker`, then :func:`leave_stop_signals_to_main`."""
+    seed_worker(worker_id)
+    leave_stop_signals_to_main()
 
 
 def loader_generator(seed: int) -> torch.Generator:
@@ -97,7 +125,7 @@ def build_train_loader(
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,
-        worker_init_fn=seed_worker,
+        worker_init_fn=init_worker,
         generator=loader_generator(seed),
     )
 

@@ -14,7 +14,11 @@ cannot handle images under ``t`` pixels on a side; those are reflect-padded
 at the bottom/right up to ``t`` on that side and the result is cropped.
 
 **Whole image** (``--tile 0``).  The image is reflect-padded to the model's
-``pad_multiple`` and the output cropped (:func:`inference.padding.forward_padded`).
+``pad_multiple`` and the output cropped (:func:`inference.padding.pad_to_multiple`).
+
+Either way the network gets its input in the memory layout its authors'
+test script feeds (``ModelSpec.input_layout``), which keeps the outputs
+bit-identical to theirs.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from torch import nn
 from models.spec import primary_output, spec_of
 from utils.errors import UsageError
 
-from .padding import forward_padded, reflect_pad_to
+from .padding import crop_outputs, pad_to_multiple, reflect_pad_to
 
 DEFAULT_MAX_BATCH = 16
 MAX_TILE = 4096  # larger windows would pad small images to gigabytes
@@ -56,7 +60,7 @@ def window_segments(length: int, tile: int) -> list[Segment]:
 
 
 def _run_windows(model: nn.Module, windows: torch.Tensor, tile: int) -> torch.Tensor:
-    out = primary_output(model(windows))
+    out = primary_output(model(spec_of(model).arrange(windows)))
     if out.shape[0] != windows.shape[0] or out.shape[-2:] != windows.shape[-2:]:
         raise RuntimeError(
             f"{type(model).__name__} returned {tuple(out.shape)} for a batch of {tile}x{tile} windows "
@@ -95,7 +99,8 @@ def forward_tiled(
 
 def forward_whole(model: nn.Module, x: torch.Tensor, multiple: int, min_size: int = 0) -> torch.Tensor:
     """Run ``model`` on the whole of ``x`` padded to ``multiple`` (and ``min_size``); the full-resolution output."""
-    return primary_output(forward_padded(model, x, multiple, min_size=min_size))
+    xp, size = pad_to_multiple(x, multiple, min_size=min_size)
+    return primary_output(crop_outputs(model(spec_of(model).arrange(xp)), size, tuple(xp.shape[-2:])))
 
 
 def check_tile(model: nn.Module, tile: int) -> None:

@@ -47,9 +47,9 @@ class BRN(nn.Module):
         width: feature channels (32 in the release).
     """
 
-    # The release reads with OpenCV, swaps to RGB, divides by 255, and saves
-    # np.uint8(255 * clip(x, 0, 1)) swapped back to BGR: truncation.
-    spec = ModelSpec(quantize="truncate")
+    # The release reads with OpenCV, swaps to RGB, divides by 255, feeds torch.Tensor of the numpy-transposed
+    # image, and saves np.uint8(255 * clip(x, 0, 1)) swapped back to BGR: truncation.
+    spec = ModelSpec(quantize="truncate", input_layout="hwc_view")
 
     RAIN_BLOCKS = 3  # res_conv1_r .. res_conv3_r are called; res_conv4_r, res_conv5_r are not
     BACKGROUND_BLOCKS = 5

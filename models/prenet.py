@@ -38,8 +38,9 @@ def _res_block(width: int) -> nn.Sequential:
 class _Progressive(nn.Module):
     """Shared body of the four variants; ``recurrent`` adds the LSTM, ``shared`` reuses one block."""
 
-    # The release saves np.uint8(255 * clip(x, 0, 1)): truncation.
-    spec = ModelSpec(quantize="truncate")
+    # The release's test script feeds torch.Tensor of a numpy-transposed HWC image and saves
+    # np.uint8(255 * clip(x, 0, 1)): truncation.
+    spec = ModelSpec(quantize="truncate", input_layout="hwc_view")
     recurrent = True
     shared = False
 

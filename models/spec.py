@@ -26,6 +26,7 @@ from torch import nn
 
 QUANTIZE_MODES = ("round", "truncate")
 CHANNEL_ORDERS = ("RGB", "BGR")
+INPUT_LAYOUTS = ("contiguous", "hwc_view")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,17 @@ class ModelSpec:
             "round" (nearest grey level, halves to even - what ``torch.round``
             and ``cv2.imwrite`` of a float array do) or "truncate"
             (``np.uint8`` of the clipped value).
+        input_layout: the memory layout of the tensor the authors' test script
+            feeds (:meth:`arrange`): "contiguous" (plain NCHW: a DataLoader
+            batch, ``np.ascontiguousarray``) or "hwc_view" (``torch.Tensor`` of
+            ``np.expand_dims(hwc.transpose(2, 0, 1), 0)``: an HWC image seen as
+            NCHW, strides ``(C, 1, W*C, C)``).  The values are the same, but
+            the layout decides which convolution kernels run, and those add in
+            different orders (up to ~1e-6 on [0, 1], 1.7e-4 on JORDER-E's 0-255
+            scale, depending on the CPU and layer); a value next to a
+            grey-level boundary then lands on the other side of it.  The test
+            protocol (:func:`inference.windows.restore_tensor`) feeds this
+            layout, so the saved 8-bit images equal the authors'.
         fast_opts: constructor options of the exact fast path (same weights,
             same outputs to float rounding), used by ``--fast``.
     """
@@ -54,6 +66,7 @@ class ModelSpec:
     channel_order: str = "RGB"
     input_range: tuple[float, float] = (0.0, 1.0)
     quantize: str = "round"
+    input_layout: str = "contiguous"
     fast_opts: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
@@ -63,6 +76,8 @@ class ModelSpec:
             raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
         if self.quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {self.quantize!r}")
+        if self.input_layout not in INPUT_LAYOUTS:
+            raise ValueError(f"input_layout must be one of {INPUT_LAYOUTS}, got {self.input_layout!r}")
         low, high = (float(v) for v in self.input_range)
         if not high > low:
             raise ValueError(f"input_range must be (low, high) with high > low, got {self.input_range}")
@@ -71,6 +86,23 @@ class ModelSpec:
 
     def replace(self, **changes) -> ModelSpec:
         return dataclasses.replace(self, **changes)
+
+    def arrange(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, H, W) with the same values in :attr:`input_layout`.
+
+        "hwc_view" reproduces numpy's strides exactly, batch stride ``C``
+        included: PyTorch (2.x) takes such a tensor for an ambiguous one and
+        runs its convolutions in NCHW, while a proper channels-last tensor
+        (``x.contiguous(memory_format=torch.channels_last)``) runs NHWC
+        kernels - other sums (PRN: up to 7e-7).  A batch of several windows,
+        which the authors' scripts never build, is one HWC block per window.
+        """
+        if self.input_layout == "contiguous":
+            return x.contiguous()
+        hwc = x.permute(0, 2, 3, 1).contiguous()
+        if x.shape[0] == 1:
+            return hwc[0].permute(2, 0, 1).unsqueeze(0)  # unsqueeze, like expand_dims, gives the batch stride C
+        return hwc.permute(0, 3, 1, 2)
 
     @property
     def is_plain(self) -> bool:

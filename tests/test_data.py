@@ -1,7 +1,9 @@
 """The data pipeline: pairing and start-up checks, patches, augmentation, seeding, the store."""
 from __future__ import annotations
 
+import os
 import pickle
+import signal
 from pathlib import Path
 
 import cv2
@@ -261,6 +263,25 @@ def test_batches_independent_of_workers_and_resumable(coord_root):
     # "Resuming" at epoch 2 with fresh objects gives epoch 2 of the straight run.
     resumed = build_train_loader(PairedTrainDataset(coord_root, patch_size=16, seed=5, repeat=3), batch_size=4, seed=5)
     assert same_batches(runs[2], epoch_batches(resumed, 2))
+
+
+class _StopHandlers(torch.utils.data.Dataset):
+    """Each sample: whether the process serving it ignores SIGTERM and SIGINT, and its pid."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        ignored = [signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGTERM, signal.SIGINT)]
+        return torch.tensor([*ignored, os.getpid()])
+
+
+def test_workers_leave_stop_signals_to_the_main_process():
+    """A cluster signals every process of a job: workers must survive it so the main process can save."""
+    before = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
+    batch = next(iter(build_train_loader(_StopHandlers(), batch_size=2, num_workers=1)))
+    assert batch[:, :2].all() and (batch[:, 2] != os.getpid()).all()  # served by a worker that ignores both
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == before  # main process untouched
 
 
 # --- validation and test datasets ---------------------------------------------------------------

@@ -4,7 +4,9 @@ The PReNet authors' released Rain100H weights, run by ``test.py`` on the
 Rain100H test set and scored by ``evaluate.py``, must give the published
 29.46 dB / 0.899 (Y channel) within 0.05 dB / 0.002.  No protocol flag is
 given: PReNet's ModelSpec makes test.py convert to 8 bits by truncation, as
-the release's test script does (29.4476 dB; rounding gives 29.4871).
+the release's test script does (29.4476 dB; rounding gives 29.4871).  The
+PNGs themselves must equal those of the authors' test script (written out in
+``test_authors_pipelines.py``) run in the same process: 0 differing values.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import pytest
 import torch
 from conftest import require_shared
+from test_authors_pipelines import prenet_pngs_differ
 from test_test_evaluate import test_py
 
 import evaluate
@@ -34,6 +37,12 @@ def test_prenet_reproduces_published_rain100h_score(tmp_path):
                          "--no-score"]) == 0
     written = sorted(p.name for p in (results / "PReNet" / "Rain100H").iterdir())
     assert written == [f"{i:03d}.png" for i in range(1, 101)]
+    if device == "cpu":  # the authors' script on the CPU, same process and thread count
+        (tmp_path / "authors").mkdir()
+        differ = prenet_pngs_differ(results / "PReNet" / "Rain100H", written, tmp_path / "authors")
+        print(f"PReNet6 on Rain100H, test.py vs the authors' script, {torch.get_num_threads()} thread(s): "
+              f"{sum(differ.values())} differing 8-bit values in {sum(v > 0 for v in differ.values())} of 100 images")
+        assert sum(differ.values()) == 0, {k: v for k, v in differ.items() if v}
 
     report_path = tmp_path / "scores.json"
     assert evaluate.main(["--result_dir", str(results / "PReNet"), "--gt_dir", str(root),

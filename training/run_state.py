@@ -81,10 +81,20 @@ def write_run_info(path: Path, config_dump: str, argv: list[str]) -> None:
 
 
 class StopRequest:
-    """SIGTERM/SIGINT handler: ask the loop to save model_latest.pth and stop at the next step."""
+    """SIGTERM/SIGINT handler: ask the loop to save model_latest.pth and stop at the next step.
+
+    A second Ctrl-C stops at once (without saving), but only a deliberate one:
+    a SIGINT within :attr:`REPEAT_S` seconds of the first signal is the same
+    stop delivered twice, as when a scheduler signals every process of a job
+    and ``torchrun`` passes its own copy on to the ranks.  ``signal_name`` is
+    the first signal received.
+    """
+
+    REPEAT_S = 1.0
 
     def __init__(self):
         self.signal_name = None
+        self._first_at = 0.0
         self._previous = {}
 
     def install(self) -> None:
@@ -100,9 +110,11 @@ class StopRequest:
         self._previous.clear()
 
     def _handle(self, signum, frame):
-        if self.signal_name is not None and signum == signal.SIGINT:
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+            self._first_at = time.monotonic()
+        elif signum == signal.SIGINT and time.monotonic() - self._first_at > self.REPEAT_S:
             raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signal_name = signal.Signals(signum).name
 
     @property
     def requested(self) -> bool:

@@ -136,4 +136,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from utils.errors import run_cli
 
-    run_cli(main)
+    run_cli(main, memory_advice="lower --workers (images scored at once)")

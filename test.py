@@ -11,7 +11,8 @@ table (``results/DMSR/scores.json`` and ``.csv``).  Sets without targets
 inputs, and printed as the papers' real-rain table (method, NIQE; lower is
 better); the same files hold ``{"<set>": {"niqe", "input_niqe", "n"}}``.
 Images NIQE is undefined for (smaller than 192 pixels both ways, or with a
-flat 96x96 block) are derained and left out of the mean with a warning.
+flat 96x96 block) are derained, named in a warning, left out of the mean and
+counted (``not_scored``).
 ``--input_dir`` may also be a plain folder of images.  ``--tile`` picks the protocol: the model's
 default (128-pixel windows for DMSR, as the authors' release) or 0 for the
 whole image padded to the model's multiple.
@@ -34,13 +35,13 @@ from inference.runner import (
     resolve_device,
 )
 from inference.windows import check_tile
-from metrics.niqe import NIQEError
 from metrics.report import (
     describe,
     format_method_table,
     format_table,
     make_report,
-    niqe_of,
+    niqe_or_nan,
+    not_scored_note,
     score_arrays,
     summarize,
     write_report_csv,
@@ -95,11 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             write_image(out_path, result)
             if tgt is not None:
                 scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))
-            elif no_reference:
-                try:
-                    scores.append((niqe_of(result, str(out_path)), niqe_of(rainy, str(src))))
-                except NIQEError as err:  # e.g. a photo under 192 pixels: derained, left out of the NIQE mean
-                    log.warning("not scored: %s", err)
+            elif no_reference:  # NaN where NIQE is undefined (e.g. a photo under 192 pixels): left out, counted
+                scores.append((niqe_or_nan(result, str(out_path)), niqe_or_nan(rainy, str(src))))
         log.info("%s: %d images written to %s", test_set.name, len(test_set.inputs), out_dir)
         if scores:
             summaries[test_set.name] = summarize(scores, ("niqe", "input_niqe") if no_reference else ("psnr", "ssim"))
@@ -113,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         for set_name, s in summaries.items():
             if "niqe" in s:
                 print(format_method_table(set_name, s["n"], {"Rainy input": s["input_niqe"], name: s["niqe"]}))
+            if s.get("not_scored"):
+                print(not_scored_note(set_name, s))
         write_report_json(report, json_path)
         write_report_csv(report, csv_path)
         log.info("scores written to %s and %s", json_path, csv_path)
@@ -122,4 +122,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from utils.errors import run_cli
 
-    run_cli(main)
+    run_cli(main, memory_advice="lower --max-batch (windows per pass) or --tile (window size, e.g. --tile 128)")

@@ -49,14 +49,19 @@ def _niqe(img) -> float:
 NO_REFERENCE_METRICS: dict[str, Callable] = {"NIQE": _niqe}
 
 
+def entry_syntax(text: str) -> str:
+    """argparse type of a ``--models`` entry: ``MODEL:WEIGHTS`` or a bare ``MODEL`` (a usage error, exit 2)."""
+    name, sep, weights = text.partition(":")
+    if not name or (sep and not weights):
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL:WEIGHTS (or a bare MODEL without weights)")
+    return text
+
+
 def parse_entry(text: str) -> tuple[str, Path | None]:
     """``"BRN:path/to/net_latest.pth"`` -> ``("BRN", Path(...))``; a bare name means no weights (Identity)."""
     from models import get_model_class
-    from utils.errors import UsageError
 
     name, sep, weights = text.partition(":")
-    if not name or (sep and not weights):
-        raise UsageError(f"--models entry {text!r} is not MODEL:WEIGHTS")
     get_model_class(name)  # unknown names list the known ones
     if not sep:
         return name, None
@@ -80,7 +85,8 @@ def load_published(path: Path = PUBLISHED) -> dict:
 
 
 def identify_weights(data: dict, model: str, path: Path | None) -> dict:
-    """The ``weights`` entry of ``published.json`` for this file (by md5), or a stand-in for unknown files."""
+    """The ``weights`` entry of ``published.json`` for this file (by md5), or a stand-in for unknown files
+    (labelled by :func:`label_weights`)."""
     if path is None:
         return {"model": model, "label": "none", "trained_on": None, "file": None}
     md5 = md5_of(path)
@@ -89,8 +95,38 @@ def identify_weights(data: dict, model: str, path: Path | None) -> dict:
             if entry["model"] != model:
                 log.warning("%s is %s's released file %s, but runs as %s", path, entry["model"], entry["file"], model)
             return {**entry, "path": str(path)}
-    return {"md5": md5, "model": model, "label": f"{path.parent.name}/{path.name}", "trained_on": None,
-            "path": str(path), "file": None}
+    return {"md5": md5, "model": model, "label": None, "trained_on": None, "path": str(path), "file": None}
+
+
+def label_weights(found: list[dict]) -> None:
+    """Give every weights entry (of :func:`identify_weights`) a label unique among those of its model.
+
+    A released file keeps its published label (its training set) unless
+    another file of the model has the same; other files are labelled by the
+    shortest ending of their path, at least ``folder/file``, that no other
+    file of the model shares - so the rows (and the image folders named after
+    the labels) say which file each is.
+    """
+    from utils.errors import UsageError
+
+    for model in dict.fromkeys(w["model"] for w in found):
+        if sum(w["model"] == model and w.get("path") is None for w in found) > 1:
+            raise UsageError(f"--models: {model} without weights is given twice")
+        group = [w for w in found if w["model"] == model and w.get("path") is not None]
+        parts = [Path(w["path"]).resolve().parts[1:] for w in group]
+        published = [w["label"] for w in group]
+        for i, (w, mine) in enumerate(zip(group, parts)):
+            others = parts[:i] + parts[i + 1:]
+            if mine in others:
+                raise UsageError(f"--models: {model}:{w['path']} is given twice")
+            k = 1 if w["label"] is not None else 2
+            while k < len(mine) and any(other[-k:] == mine[-k:] for other in others):
+                k += 1
+            ending = "/".join(mine[-k:])
+            if w["label"] is None:
+                w["label"] = ending
+            elif published.count(w["label"]) > 1:
+                w["label"] = f"{w['label']}@{ending}"
 
 
 def _version_of(data: dict, test_set: str) -> str:
@@ -228,12 +264,13 @@ def write_outputs(out: Path, meta: dict, rows: list[dict]) -> dict[str, Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, metavar="MODEL:WEIGHTS",
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL:WEIGHTS", type=entry_syntax,
                    help="registered model and its weights file, e.g. BRN:weights/BRN/Rain100H/net_latest.pth")
     p.add_argument("--input_dir", "--input-dir", required=True,
                    help="root holding <dataset>/input (and <dataset>/target), or a plain folder of images")
     p.add_argument("--datasets", nargs="+", default=None, help="sets under --input_dir (each must exist)")
-    p.add_argument("--out", required=True, help="folder for leaderboard.md, .csv and .json")
+    p.add_argument("--out", required=True,
+                   help="folder for leaderboard.md, .csv and .json (not a folder read from, nor one holding it)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--macs-size", "--macs_size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"),
                    help="input size of the MAC count (default 256 256)")
@@ -253,6 +290,21 @@ def find_sets(input_dir: Path, datasets: list[str] | None):
     return find_test_sets(input_dir, datasets, score=True)
 
 
+def check_out(out: str, sets, entries: list[tuple[str, Path | None]]) -> Path:
+    """``--out`` before any work: a folder (or one to create), not a test set's folder nor one holding it,
+    and not where a weights file would be replaced."""
+    from utils.errors import UsageError
+    from utils.files import check_output_folder
+
+    reads = [(f"{s.name} {what}", files[0].parent) for s in sets
+             for what, files in (("input", s.inputs), ("target", s.targets)) if files]
+    out = check_output_folder(out, "--out", reads)
+    for name, path in entries:
+        if path is not None and out.resolve() in path.resolve().parents:
+            raise UsageError(f"--out {out} holds the weights {path} of {name}; choose a folder outside it")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -263,18 +315,21 @@ def main(argv: list[str] | None = None) -> dict:
     started, commit = time.perf_counter(), git_commit()  # the code that ran, not what changed meanwhile
     entries = [parse_entry(text) for text in args.models]
     sets = find_sets(Path(args.input_dir), args.datasets)
+    out = check_out(args.out, sets, entries)
     device = resolve_device(args.device)
     data = load_published()
+    found = [identify_weights(data, name, path) for name, path in entries]
+    label_weights(found)
     loaded = []  # load everything first: a bad file fails before hours of work
-    for name, path in entries:
+    for (name, path), weights in zip(entries, found):
         model, _ = load_model(name, path, device=device)
-        loaded.append((name, model, identify_weights(data, name, path)))
+        loaded.append((name, model, weights))
     rows = []
     for k, (name, model, weights) in enumerate(loaded, 1):
         params, macs = count_parameters(model), count_macs(model, tuple(args.macs_size))
         for test_set in sets:
             tag = f"[{k}/{len(loaded)}] {name} ({weights['label']}) on {test_set.name}"
-            save = Path(args.out) / "images" / f"{name}_{weights['label'].replace('/', '_')}" / test_set.name
+            save = out / "images" / f"{name}_{weights['label'].replace('/', '_')}" / test_set.name
             row = run_row(model, test_set, device, tag, save if args.save_images else None)
             if "psnr" in row:
                 log.info("%s: PSNR %.4f dB, SSIM %.4f", tag, row["psnr"], row["ssim"])
@@ -292,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
         "macs_size": list(args.macs_size),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    paths = write_outputs(Path(args.out), meta, rows)
+    paths = write_outputs(out, meta, rows)
     print(paths["md"].read_text(encoding="utf-8"))
     log.info("done in %.0f s; tables in %s", meta["total_seconds"], ", ".join(map(str, paths.values())))
     return {"meta": meta, "rows": rows}

@@ -36,7 +36,7 @@ from inference.runner import (
 from inference.windows import check_tile
 from models import spec_of
 from utils.errors import UsageError, UserError
-from utils.files import WriteError
+from utils.files import WriteError, real_path
 from utils.image_io import ImageReadError, is_listed_image, list_images, read_image, write_image
 
 log = logging.getLogger("derain")
@@ -82,12 +82,12 @@ def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool, sid
     if not jobs:
         why = f" ({'; '.join(unlisted)})" if unlisted else ""
         raise FileNotFoundError(f"no images found in {', '.join(paths)}{why}")
-    inputs = {src.resolve() for src, _ in jobs}
+    inputs = {real_path(src) for src, _ in jobs}
     photo_folders = {key.parent for key in inputs}  # an existing file there is a photo, not an earlier output
     seen: dict[Path, Path] = {}
     for src, dst in jobs:
         for out in (dst, compare_path(dst)) if side_by_side else (dst,):
-            key = out.resolve()
+            key = real_path(out)
             if key in inputs or (key.parent in photo_folders and out.exists()):
                 raise UsageError(f"output {out} would overwrite an input image; choose another --out")
             if key in seen:

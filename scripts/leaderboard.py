@@ -108,12 +108,13 @@ def label_weights(found: list[dict]) -> None:
     the labels) say which file each is.
     """
     from utils.errors import UsageError
+    from utils.files import real_path
 
     for model in dict.fromkeys(w["model"] for w in found):
         if sum(w["model"] == model and w.get("path") is None for w in found) > 1:
             raise UsageError(f"--models: {model} without weights is given twice")
         group = [w for w in found if w["model"] == model and w.get("path") is not None]
-        parts = [Path(w["path"]).resolve().parts[1:] for w in group]
+        parts = [real_path(w["path"]).parts[1:] for w in group]
         published = [w["label"] for w in group]
         for i, (w, mine) in enumerate(zip(group, parts)):
             others = parts[:i] + parts[i + 1:]
@@ -212,6 +213,9 @@ def run_row(model, test_set, device, progress: str, save_dir: Path | None) -> di
         row.update(summarize(scores))
         row["per_image"] = {p.name: [round(a, 6), round(b, 6)] for p, (a, b) in zip(test_set.inputs, scores)}
     row["no_reference"] = {name: sum(v) / len(v) for name, v in no_ref.items() if v}
+    unscored = max((n - len(v) for v in no_ref.values()), default=0) if test_set.targets is None else 0
+    if unscored:  # counted, as every tool counts the images a no-reference metric is undefined for
+        row["not_scored"] = unscored
     return row
 
 
@@ -294,13 +298,13 @@ def check_out(out: str, sets, entries: list[tuple[str, Path | None]]) -> Path:
     """``--out`` before any work: a folder (or one to create), not a test set's folder nor one holding it,
     and not where a weights file would be replaced."""
     from utils.errors import UsageError
-    from utils.files import check_output_folder
+    from utils.files import check_output_folder, real_path
 
     reads = [(f"{s.name} {what}", files[0].parent) for s in sets
              for what, files in (("input", s.inputs), ("target", s.targets)) if files]
     out = check_output_folder(out, "--out", reads)
     for name, path in entries:
-        if path is not None and out.resolve() in path.resolve().parents:
+        if path is not None and real_path(out) in real_path(path).parents:
             raise UsageError(f"--out {out} holds the weights {path} of {name}; choose a folder outside it")
     return out
 
@@ -320,13 +324,12 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_published()
     found = [identify_weights(data, name, path) for name, path in entries]
     label_weights(found)
-    loaded = []  # load everything first: a bad file fails before hours of work
+    loaded = []  # load and count everything first: a bad file or size fails before hours of work
     for (name, path), weights in zip(entries, found):
         model, _ = load_model(name, path, device=device)
-        loaded.append((name, model, weights))
+        loaded.append((name, model, weights, count_parameters(model), count_macs(model, tuple(args.macs_size))))
     rows = []
-    for k, (name, model, weights) in enumerate(loaded, 1):
-        params, macs = count_parameters(model), count_macs(model, tuple(args.macs_size))
+    for k, (name, model, weights, params, macs) in enumerate(loaded, 1):
         for test_set in sets:
             tag = f"[{k}/{len(loaded)}] {name} ({weights['label']}) on {test_set.name}"
             save = out / "images" / f"{name}_{weights['label'].replace('/', '_')}" / test_set.name

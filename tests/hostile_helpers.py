@@ -37,6 +37,10 @@ TOOLS = {
     "evaluate": "evaluate.py",
     "make_demo_data": "scripts/make_demo_data.py",
     "build_store": "scripts/build_store.py",
+    "leaderboard": "scripts/leaderboard.py",
+    "compare": "scripts/compare.py",
+    "convert_mspfn_tf": "scripts/convert_mspfn_tf.py",
+    "complexity": "scripts/complexity.py",
 }
 TIMEOUT = 180  # a case that takes longer is a hang
 NOBODY = 65534

@@ -94,6 +94,16 @@ def make_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def real_path(path: str | os.PathLike) -> Path:
+    """The absolute path with every symbolic link resolved, for comparing paths.
+
+    Unlike ``Path.resolve()`` (Python < 3.13), a looping link is no
+    ``RuntimeError`` here: the loop stays in the path, and reading the file
+    then reports it with the file's name.
+    """
+    return Path(os.path.realpath(path))
+
+
 def _file_in_the_way(path: Path) -> Path | None:
     """The first of ``path``'s parent folders that exists but is not a folder, if any."""
     return next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
@@ -111,12 +121,12 @@ def check_output_folder(out: str | os.PathLike, option: str, reads: Iterable[tup
     blocker = _file_in_the_way(out)
     if blocker is not None:
         raise UsageError(f"{option} {out} cannot be created: {blocker} is a file, not a folder")
-    real = out.resolve()
+    real = real_path(out)
     for what, folder in reads:
-        if real == folder.resolve():
+        if real == real_path(folder):
             raise UsageError(f"{option} {out} is the {what} folder: the outputs would be written among the files "
                              "read; choose another folder")
-        if real in folder.resolve().parents:
+        if real in real_path(folder).parents:
             raise UsageError(f"{option} {out} holds the {what} folder {folder}: the outputs could replace files "
                              "read; choose a folder outside it")
     return out
@@ -131,9 +141,9 @@ def check_output_file(out: str | os.PathLike, option: str, reads: Iterable[Path]
     blocker = _file_in_the_way(out)
     if blocker is not None:
         raise UsageError(f"{option} {out} cannot be written: {blocker} is a file, not a folder")
-    real = out.resolve()
+    real = real_path(out)
     for path in reads:
-        if real == path.resolve():
+        if real == real_path(path):
             raise UsageError(f"{option} {out} is the input {path}; write to another file")
     if out.exists() and not force:
         raise UsageError(f"{option} {out} exists; add --force to replace it")

@@ -1,18 +1,20 @@
-"""Hostile suite, issue 21 classes 2, 3 and 5 for scripts/convert_mspfn_tf.py: values that are not weights,
-inputs that are not archives, and ``--force``.
+"""Hostile suite, issue 21 class 2 (values that are not weights), with the converter's classes 3 and 5
+(inputs that are not archives, ``--force``).
 
 A complete variable set of the released model is built here (zeros of the
 right names and shapes, from the name table itself), so one bad variable is
 the only thing wrong with the input: the converter must refuse it naming
-that variable, and write nothing.
+that variable, and write nothing.  The leaderboard, the other newer tool
+that reads weights, refuses such checkpoints before any work.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from hostile_helpers import expect_error, expect_ok, run_tool, snapshot, temp_files
+from hostile_helpers import expect_error, expect_ok, make_pairs, run_tool, save_ours, snapshot, temp_files
 
+from models import build_model
 from models.mspfn import MSPFN
 from models.mspfn_tf import VARIANTS, release_entries, release_model_kwargs, tf_shape
 from utils.checkpoint import load_checkpoint
@@ -79,3 +81,18 @@ def test_npz_that_is_not_a_file(kind, tmp_path):
     run = run_tool("convert_mspfn_tf", "--npz", npz, "--variant", VARIANT, "--out", tmp_path / "m.pth", cwd=tmp_path)
     expect_error(run, npz, "is a folder, not a .npz archive" if kind == "folder" else "no such file")
     assert not (tmp_path / "m.pth").exists()
+
+
+@pytest.mark.parametrize("kind,why", [("nan", "hold NaN or infinity"), ("complex", "should be floating-point")])
+def test_leaderboard_refuses_weights_that_are_not_weights_before_any_work(kind, why, tmp_path):
+    kwargs = {"base_channels": 8, "num_res": 1}
+    state = build_model("DMSR", **kwargs).state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].to(torch.complex64) if kind == "complex" else state[key].clone().fill_(float("nan"))
+    good, bad = save_ours(tmp_path / "good.pth", kwargs=kwargs), save_ours(tmp_path / "bad.pth", kwargs=kwargs,
+                                                                           state=state)
+    make_pairs(tmp_path / "sets" / "Rain100L", n=1)
+    run = run_tool("leaderboard", "--models", f"DMSR:{good}", f"DMSR:{bad}", "--input_dir", tmp_path / "sets",
+                   "--out", tmp_path / "lb", "--device", "cpu", "--macs-size", "64", "64", cwd=tmp_path)
+    expect_error(run, bad, why, key)
+    assert "s/image" not in run.output and not (tmp_path / "lb" / "leaderboard.md").exists()

@@ -13,6 +13,8 @@ windows (``--tile``; the model's default, 128 for DMSR), so memory stays
 bounded.  A file that cannot be read or written (and, with ``--recursive``,
 a sub-folder that cannot be listed) is reported and skipped; the others are
 still derained, and the command then fails listing what was skipped.
+``--weights`` also takes the name of an authors' released file, e.g.
+``--weights PReNet/Rain100H`` (``docs/MODEL_ZOO.md``).
 """
 from __future__ import annotations
 

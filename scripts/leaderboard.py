@@ -13,9 +13,9 @@ same Y-channel PSNR/SSIM (:mod:`metrics.psnr_ssim`).  Writes
 PSNR/SSIM measured here, and the published figure with its source.
 
 Published figures live in ``models/published.json``.  A weights file is
-recognised by its md5; a published figure is *comparable* only when the
-model, the training set of the weights and the test set (version included)
-are the same - otherwise the closest figure is shown and marked with why it
+recognised by its SHA-256 (the registry ``models/weights.json``); a
+published figure is *comparable* only when the model, the training set of
+the weights and the test set (version included) are the same - otherwise the closest figure is shown and marked with why it
 is not comparable.  Sets without targets are not scored by PSNR/SSIM; the
 no-reference metrics in :data:`NO_REFERENCE_METRICS` (NIQE) are computed
 for them instead.
@@ -23,7 +23,6 @@ for them instead.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -50,33 +49,38 @@ NO_REFERENCE_METRICS: dict[str, Callable] = {"NIQE": _niqe}
 
 
 def entry_syntax(text: str) -> str:
-    """argparse type of a ``--models`` entry: ``MODEL:WEIGHTS`` or a bare ``MODEL`` (a usage error, exit 2)."""
+    """argparse type of a ``--models`` entry: ``MODEL:WEIGHTS`` or a bare ``MODEL`` or released name (else a
+    usage error, exit 2)."""
     name, sep, weights = text.partition(":")
     if not name or (sep and not weights):
         raise argparse.ArgumentTypeError(f"{text!r} is not MODEL:WEIGHTS (or a bare MODEL without weights)")
     return text
 
 
-def parse_entry(text: str) -> tuple[str, Path | None]:
-    """``"BRN:path/to/net_latest.pth"`` -> ``("BRN", Path(...))``; a bare name means no weights (Identity)."""
+def parse_entry(text: str) -> tuple[str, str | None]:
+    """``"BRN:path/to/net_latest.pth"`` or ``"BRN:BRN/Rain100H"`` -> ``("BRN", "...")``.
+
+    A bare released name (``BRN/Rain100H``) brings its model; a bare model
+    name means no weights (Identity).  Released names are fetched later, by
+    :func:`models.weights.resolve`.  The syntax was checked by :func:`entry_syntax`.
+    """
     from models import get_model_class
+    from models import weights as released
+    from utils.errors import UsageError
 
     name, sep, weights = text.partition(":")
+    if not sep and text in released.registry():
+        name, weights = released.get(text).model, text
     get_model_class(name)  # unknown names list the known ones
-    if not sep:
+    if not weights:
         return name, None
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights of {name} not found: {path}")
-    return name, path
-
-
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    entry = released.registry().get(weights)
+    if entry is not None and entry.model != name:
+        raise UsageError(f"--models entry {text!r}: {weights} is a {entry.model} file, not {name}")
+    if entry is None and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights of {name} not found: {weights} is neither a file nor a released "
+                                f"name{released.did_you_mean(weights)}")
+    return name, weights
 
 
 def load_published(path: Path = PUBLISHED) -> dict:
@@ -84,18 +88,22 @@ def load_published(path: Path = PUBLISHED) -> dict:
         return json.load(f)
 
 
-def identify_weights(data: dict, model: str, path: Path | None) -> dict:
-    """The ``weights`` entry of ``published.json`` for this file (by md5), or a stand-in for unknown files
+def identify_weights(model: str, path: Path | None) -> dict:
+    """What the leaderboard says about a weights file: its registry entry (by SHA-256), or a stand-in
     (labelled by :func:`label_weights`)."""
+    from models import weights as released
+
     if path is None:
         return {"model": model, "label": "none", "trained_on": None, "file": None}
-    md5 = md5_of(path)
-    for entry in data["weights"]:
-        if entry["md5"] == md5:
-            if entry["model"] != model:
-                log.warning("%s is %s's released file %s, but runs as %s", path, entry["model"], entry["file"], model)
-            return {**entry, "path": str(path)}
-    return {"md5": md5, "model": model, "label": None, "trained_on": None, "path": str(path), "file": None}
+    entry = released.identify(path)
+    if entry is None:
+        return {"sha256": released.digests(path)[0], "model": model, "label": None, "trained_on": None,
+                "path": str(path), "file": None}
+    if entry.model != model:
+        log.warning("%s is %s's released file %s, but runs as %s", path, entry.model, entry.name, model)
+    return {"name": entry.name, "sha256": entry.sha256, "md5": entry.md5, "model": entry.model,
+            "label": entry.label, "trained_on": entry.trained_on, "path": str(path),
+            "file": f"{entry.source.repository} {entry.source.path}"}
 
 
 def label_weights(found: list[dict]) -> None:
@@ -269,7 +277,8 @@ def write_outputs(out: Path, meta: dict, rows: list[dict]) -> dict[str, Path]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", required=True, metavar="MODEL:WEIGHTS", type=entry_syntax,
-                   help="registered model and its weights file, e.g. BRN:weights/BRN/Rain100H/net_latest.pth")
+                   help="registered model and its weights file, e.g. BRN:weights/BRN/Rain100H/net_latest.pth, "
+                        "or a released name, alone or after the model: BRN/Rain100H, BRN:BRN/Rain100H")
     p.add_argument("--input_dir", "--input-dir", required=True,
                    help="root holding <dataset>/input (and <dataset>/target), or a plain folder of images")
     p.add_argument("--datasets", nargs="+", default=None, help="sets under --input_dir (each must exist)")
@@ -294,18 +303,18 @@ def find_sets(input_dir: Path, datasets: list[str] | None):
     return find_test_sets(input_dir, datasets, score=True)
 
 
-def check_out(out: str, sets, entries: list[tuple[str, Path | None]]) -> Path:
+def check_out(out: str, sets, entries: list[tuple[str, str | None]]) -> Path:
     """``--out`` before any work: a folder (or one to create), not a test set's folder nor one holding it,
-    and not where a weights file would be replaced."""
+    and not one holding a weights file given by its path."""
     from utils.errors import UsageError
     from utils.files import check_output_folder, real_path
 
     reads = [(f"{s.name} {what}", files[0].parent) for s in sets
              for what, files in (("input", s.inputs), ("target", s.targets)) if files]
     out = check_output_folder(out, "--out", reads)
-    for name, path in entries:
-        if path is not None and real_path(out) in real_path(path).parents:
-            raise UsageError(f"--out {out} holds the weights {path} of {name}; choose a folder outside it")
+    for name, weights in entries:
+        if weights is not None and Path(weights).is_file() and real_path(out) in real_path(weights).parents:
+            raise UsageError(f"--out {out} holds the weights {weights} of {name}; choose a folder outside it")
     return out
 
 
@@ -314,6 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from inference.runner import load_model, resolve_device
     from models.complexity import count_macs, count_parameters
+    from models.weights import resolve
     from utils.files import git_commit
 
     started, commit = time.perf_counter(), git_commit()  # the code that ran, not what changed meanwhile
@@ -322,10 +332,11 @@ def main(argv: list[str] | None = None) -> dict:
     out = check_out(args.out, sets, entries)
     device = resolve_device(args.device)
     data = load_published()
-    found = [identify_weights(data, name, path) for name, path in entries]
+    files = [resolve(weights)[0] if weights is not None else None for _, weights in entries]  # names: fetched
+    found = [identify_weights(name, path) for (name, _), path in zip(entries, files)]
     label_weights(found)
     loaded = []  # load and count everything first: a bad file or size fails before hours of work
-    for (name, path), weights in zip(entries, found):
+    for (name, _), path, weights in zip(entries, files, found):
         model, _ = load_model(name, path, device=device)
         loaded.append((name, model, weights, count_parameters(model), count_macs(model, tuple(args.macs_size))))
     rows = []

@@ -37,6 +37,7 @@ TOOLS = {
     "evaluate": "evaluate.py",
     "make_demo_data": "scripts/make_demo_data.py",
     "build_store": "scripts/build_store.py",
+    "weights": "scripts/weights.py",
     "leaderboard": "scripts/leaderboard.py",
     "compare": "scripts/compare.py",
     "convert_mspfn_tf": "scripts/convert_mspfn_tf.py",

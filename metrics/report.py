@@ -241,8 +241,10 @@ def write_report_json(report: Mapping[str, dict], path: str | os.PathLike) -> No
 
 def write_report_csv(report: Mapping[str, dict], path: str | os.PathLike) -> None:
     keys = _metric_keys(report)
+    counted = ["not_scored"] if any("not_scored" in s for s in report.values()) else []
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["dataset", "n", *keys])
+        writer.writerow(["dataset", "n", *keys, *counted])
         for name, s in report.items():
-            writer.writerow([name, s.get("n", ""), *(f"{s[k]:.6f}" if k in s else "" for k in keys)])
+            writer.writerow([name, s.get("n", ""), *(f"{s[k]:.6f}" if k in s else "" for k in keys),
+                             *(s.get(k, "") for k in counted)])

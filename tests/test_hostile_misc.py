@@ -92,6 +92,9 @@ def test_test_py_counts_undefined_niqe(tmp_path):
     report = json.loads((tmp_path / "r" / "Identity" / "scores.json").read_text())["Real"]
     value = niqe(read_image(photos / "good.png"))
     assert report == {"niqe": pytest.approx(value), "input_niqe": pytest.approx(value), "n": 3, "not_scored": 2}
+    table = (tmp_path / "r" / "Identity" / "scores.csv").read_text().splitlines()
+    assert table[0] == "dataset,n,niqe,input_niqe,not_scored" and table[1].startswith("Real,3,") and \
+        table[1].endswith(",2")
     assert sorted(p.name for p in (tmp_path / "r" / "Identity" / "Real").iterdir()) == [
         "flat.png", "good.png", "tiny.png"]  # all derained
 

@@ -10,8 +10,9 @@ way the photo is displayed.  Outputs go to ``--out`` as ``<name>.png``
 (folder structure kept), with ``--side-by-side`` also ``<name>_before_after.png``
 showing input and output next to each other.  Large photos are processed in
 windows (``--tile``; the model's default, 128 for DMSR), so memory stays
-bounded.  A file that cannot be read is reported and skipped; the others
-are still derained, and the command then fails listing the bad files.
+bounded.  A file that cannot be read or written (and, with ``--recursive``,
+a sub-folder that cannot be listed) is reported and skipped; the others are
+still derained, and the command then fails listing what was skipped.
 ``--weights`` also takes the name of an authors' released file, e.g.
 ``--weights PReNet/Rain100H`` (``docs/MODEL_ZOO.md``).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,11 +37,13 @@ from inference.runner import (
 )
 from inference.windows import check_tile
 from models import spec_of
-from utils.errors import UsageError
-from utils.image_io import ImageReadError, is_image_file, list_images, read_image, write_image
+from utils.errors import UsageError, UserError
+from utils.files import WriteError, real_path
+from utils.image_io import ImageReadError, is_listed_image, list_images, read_image, write_image
 
 log = logging.getLogger("derain")
 COMPARE_SUFFIX = "_before_after"
+MAX_LISTED = 10  # skipped files named in the final error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,21 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool,
-                 side_by_side: bool = False) -> list[tuple[Path, Path]]:
+def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool, side_by_side: bool = False,
+                 unlisted: list[str] | None = None) -> list[tuple[Path, Path]]:
     """``(input, output)`` for every image named or found in the given folders; clashes are errors.
 
     No output (nor, with ``side_by_side``, comparison image) may overwrite an
     input, another output, or any file in a folder the inputs come from.
+    With ``recursive``, sub-folders that cannot be listed are logged and
+    added to ``unlisted`` (the others are still searched).
     """
-    jobs = []
+    jobs, unlisted = [], [] if unlisted is None else unlisted
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            if recursive:
-                files = natsorted((p for p in path.rglob("*") if p.is_file() and is_image_file(p)), key=str)
-            else:
-                files = list_images(path)
+            files = images_below(path, unlisted) if recursive else list_images(path)
             if not files:
                 log.warning("no images in %s", path)
             jobs += [(f, out_dir / f.relative_to(path).with_suffix(f".{ext}")) for f in files]
@@ -79,19 +82,33 @@ def collect_jobs(paths: list[str], out_dir: Path, ext: str, recursive: bool,
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     if not jobs:
-        raise FileNotFoundError(f"no images found in {', '.join(paths)}")
-    inputs = {src.resolve() for src, _ in jobs}
+        why = f" ({'; '.join(unlisted)})" if unlisted else ""
+        raise FileNotFoundError(f"no images found in {', '.join(paths)}{why}")
+    inputs = {real_path(src) for src, _ in jobs}
     photo_folders = {key.parent for key in inputs}  # an existing file there is a photo, not an earlier output
     seen: dict[Path, Path] = {}
     for src, dst in jobs:
         for out in (dst, compare_path(dst)) if side_by_side else (dst,):
-            key = out.resolve()
+            key = real_path(out)
             if key in inputs or (key.parent in photo_folders and out.exists()):
                 raise UsageError(f"output {out} would overwrite an input image; choose another --out")
             if key in seen:
                 raise UsageError(f"{seen[key]} and {src} would both be written to {out}")
             seen[key] = src
     return jobs
+
+
+def images_below(folder: Path, unlisted: list[str]) -> list[Path]:
+    """Image files in ``folder`` and its sub-folders (natural order; links to folders are not followed).
+
+    A folder that cannot be listed is logged and added to ``unlisted``.
+    """
+    def skip(err: OSError) -> None:
+        unlisted.append(f"cannot list the folder {err.filename}: {err.strerror}")
+        log.error("%s", unlisted[-1])
+
+    found = [Path(top) / name for top, _, names in os.walk(folder, onerror=skip) for name in names]
+    return natsorted((p for p in found if is_listed_image(p)), key=str)
 
 
 def compare_path(dst: Path) -> Path:
@@ -109,31 +126,35 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     device = resolve_device(args.device)
-    jobs = collect_jobs(args.paths, Path(args.out), args.ext, args.recursive, args.side_by_side)
+    skipped: list[str] = []  # "what: why" of every file or folder left out
+    jobs = collect_jobs(args.paths, Path(args.out), args.ext, args.recursive, args.side_by_side, skipped)
     model, name = load_model(args.model, args.weights, parse_model_opts(args.model_opts), device, args.ema,
                              fast=args.fast)
     tile = args.tile if args.tile is not None else spec_of(model).default_tile
     check_tile(model, tile)
 
-    failed = []
+    done = 0
     for src, dst in tqdm(jobs, desc=name, unit="img", disable=not sys.stderr.isatty()):
         try:
             img = read_image(src)
-        except ImageReadError as err:
+            result = derain_image(model, img, device, tile, args.max_batch, args.quantize, amp=args.amp)
+            write_image(dst, result)
+            if args.side_by_side:
+                write_image(compare_path(dst), side_by_side(img, result))
+        except (ImageReadError, WriteError) as err:  # named and skipped: the other images are still derained
             log.error("%s", err)
-            failed.append(str(src))
+            skipped.append(str(err))
             continue
-        result = derain_image(model, img, device, tile, args.max_batch, args.quantize, amp=args.amp)
-        write_image(dst, result)
-        if args.side_by_side:
-            write_image(compare_path(dst), side_by_side(img, result))
-    log.info("%d of %d images derained into %s", len(jobs) - len(failed), len(jobs), args.out)
-    if failed:
-        raise ImageReadError(f"{len(failed)} image(s) could not be read and were skipped: {', '.join(failed)}")
+        done += 1
+    log.info("%d of %d images derained into %s", done, len(jobs), args.out)
+    if skipped:
+        shown = "; ".join(skipped[:MAX_LISTED]) + (f"; ... and {len(skipped) - MAX_LISTED} more"
+                                                   if len(skipped) > MAX_LISTED else "")
+        raise UserError(f"{done} of {len(jobs)} image(s) derained; skipped: {shown}")
     return 0
 
 
 if __name__ == "__main__":
     from utils.errors import run_cli
 
-    run_cli(main)
+    run_cli(main, memory_advice="lower --max-batch (windows per pass) or --tile (window size, e.g. --tile 128)")

@@ -44,6 +44,7 @@ from metrics.report import (
     write_report_json,
 )
 from utils.errors import UsageError, positive_int
+from utils.files import real_path
 from utils.image_io import list_images
 
 log = logging.getLogger("evaluate")
@@ -93,11 +94,11 @@ def select_datasets(result_dir: Path, datasets: list[str] | None) -> list[str]:
 
 def check_report_paths(images: list[Path], reports: list[Path]) -> None:
     """The score files must not overwrite an image being scored, nor each other."""
-    scored = {p.resolve() for p in images}
+    scored = {real_path(p) for p in images}
     for path in reports:
-        if path.resolve() in scored:
+        if real_path(path) in scored:
             raise UsageError(f"--json/--csv {path} would overwrite an image being scored")
-    if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
+    if len(reports) == 2 and real_path(reports[0]) == real_path(reports[1]):
         raise UsageError(f"--json and --csv are the same file {reports[0]}")
 
 
@@ -140,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from utils.errors import run_cli
 
-    run_cli(main)
+    run_cli(main, memory_advice="lower --workers (images scored at once)")

@@ -12,7 +12,8 @@ known version of each set was scored, see ``docs/DATA.md``).  Sets without targe
 inputs, and printed as the papers' real-rain table (method, NIQE; lower is
 better); the same files hold ``{"<set>": {"niqe", "input_niqe", "n"}}``.
 Images NIQE is undefined for (smaller than 192 pixels both ways, or with a
-flat 96x96 block) are derained and left out of the mean with a warning.
+flat 96x96 block) are derained, named in a warning, left out of the mean and
+counted (``not_scored``).
 ``--weights`` also takes the name of an authors' released file
 (``--weights BRN/Rain100H``: fetched, verified and cached, and it fixes
 ``--model``; see ``docs/MODEL_ZOO.md``).
@@ -39,14 +40,14 @@ from inference.runner import (
     resolve_device,
 )
 from inference.windows import check_tile
-from metrics.niqe import NIQEError
 from metrics.report import (
     describe,
     describe_version,
     format_method_table,
     format_table,
     make_report,
-    niqe_of,
+    niqe_or_nan,
+    not_scored_note,
     score_arrays,
     summarize,
     write_report_csv,
@@ -104,11 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             write_image(out_path, result)
             if tgt is not None:
                 scores.append(score_arrays(result, read_image(tgt), str(src), str(tgt)))
-            elif no_reference:
-                try:
-                    scores.append((niqe_of(result, str(out_path)), niqe_of(rainy, str(src))))
-                except NIQEError as err:  # e.g. a photo under 192 pixels: derained, left out of the NIQE mean
-                    log.warning("not scored: %s", err)
+            elif no_reference:  # NaN where NIQE is undefined (e.g. a photo under 192 pixels): left out, counted
+                scores.append((niqe_or_nan(result, str(out_path)), niqe_or_nan(rainy, str(src))))
         log.info("%s: %d images written to %s", test_set.name, len(test_set.inputs), out_dir)
         if scores:
             summaries[test_set.name] = summarize(scores, ("niqe", "input_niqe") if no_reference else ("psnr", "ssim"))
@@ -124,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         for set_name, s in summaries.items():
             if "niqe" in s:
                 print(format_method_table(set_name, s["n"], {"Rainy input": s["input_niqe"], name: s["niqe"]}))
+            if s.get("not_scored"):
+                print(not_scored_note(set_name, s))
         write_report_json(report, json_path)
         write_report_csv(report, csv_path)
         log.info("scores written to %s and %s", json_path, csv_path)
@@ -133,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from utils.errors import run_cli
 
-    run_cli(main)
+    run_cli(main, memory_advice="lower --max-batch (windows per pass) or --tile (window size, e.g. --tile 128)")

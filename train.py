@@ -13,8 +13,9 @@ holds one run: it is locked while the run writes to it, and a new run
 (without --resume) refuses a folder that already holds checkpoints.
 
 Exit status: 0 when the run finished (early stopping included), 1 with an
-"error:" line for bad input, and 143 when SIGTERM/SIGINT stopped it after
-saving model_latest.pth (continue with --resume).
+"error:" line for bad input (a config error names the key), 143 when
+SIGTERM/SIGINT stopped it after saving model_latest.pth (continue with
+--resume), and 130 for Ctrl-C during the start-up checks.
 """
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ import logging
 import sys
 from pathlib import Path
 
-from training.config import ConfigError, load_config
+from training.config import load_config
 from training.run_state import EXIT_STOPPED
-from utils.errors import UnknownNameError, UserError, describe_os_error
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "training.yml"
 
@@ -49,18 +49,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    """Train; returns the run's summary.  Bad input ends in ``SystemExit`` with a one-line message."""
+    """Train; returns the run's summary.
+
+    Bad input raises a :class:`~utils.errors.UserError` (a config error
+    names the key) or an ``OSError``; :func:`utils.errors.run_cli` prints it
+    as one ``error:`` line.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.raiseExceptions = False  # a full disk must not print a traceback for every line of train.log
     config = args.config or (str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else None)
-    try:
-        cfg = load_config(config, args.opts)
-    except ConfigError as err:
-        raise SystemExit(f"config error: {err}") from None
+    cfg = load_config(config, args.opts)
 
-    from models import ModelOptionError
     from training.trainer import Trainer
     from utils.distributed import cleanup, init_distributed
 
@@ -76,16 +77,11 @@ def main(argv=None) -> dict:
         if not dist.is_main:
             logging.getLogger().setLevel(logging.WARNING)
         trainer = Trainer(cfg, device, dist, argv)
-    except (ConfigError, ModelOptionError, UnknownNameError) as err:  # MODEL.NAME / LOSS.NAME, their options
+    except BaseException:
         cleanup()
-        raise SystemExit(f"config error: {err}") from None
-    except (UserError, OSError) as err:
-        cleanup()
-        raise SystemExit(f"error: {describe_os_error(err) if isinstance(err, OSError) else err}") from None
+        raise
     try:
         return trainer.fit(resume=args.resume)
-    except (UserError, OSError) as err:
-        raise SystemExit(f"error: {describe_os_error(err) if isinstance(err, OSError) else err}") from None
     finally:
         trainer.close()
         cleanup()
@@ -97,8 +93,7 @@ def exit_status(summary: dict) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(exit_status(main()))
-    except KeyboardInterrupt:  # Ctrl-C before training started (during the start-up checks)
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    from utils.errors import run_cli
+
+    run_cli(lambda: exit_status(main()), memory_advice="lower OPTIM.BATCH_SIZE or TRAINING.TRAIN_PS (patch size), "
+                                                       "or TRAINING.NUM_WORKERS")

@@ -177,4 +177,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))  # run as a file: make the project's packages importable
-    main()
+    from utils.errors import run_cli
+
+    run_cli(main)

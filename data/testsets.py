@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from utils.errors import UsageError
+from utils.files import real_path
 from utils.image_io import list_images
 
 from .folders import pair_files
@@ -86,18 +87,18 @@ def result_path(out_root: Path, test_set: SetFiles, src: Path) -> Path:
 
 def check_result_paths(sets: list[SetFiles], out_root: Path, reports: list[Path]) -> None:
     """Refuse, before anything is written, results or score files that would overwrite an input or target."""
-    sources = {p.resolve() for s in sets for p in s.inputs + (s.targets or [])}
-    folders = {p.parent.resolve() for s in sets for p in s.inputs[:1] + (s.targets or [])[:1]}
+    sources = {real_path(p) for s in sets for p in s.inputs + (s.targets or [])}
+    folders = {real_path(p.parent) for s in sets for p in s.inputs[:1] + (s.targets or [])[:1]}
     for test_set in sets:
-        if (out_root / test_set.name).resolve() in folders:
+        if real_path(out_root / test_set.name) in folders:
             raise UsageError(f"the results of {test_set.name} would be written into the test images' folder "
                              f"{out_root / test_set.name}; choose another --result_dir")
     planned = [(result_path(out_root, s, src), src) for s in sets for src in s.inputs]
     planned += [(path, None) for path in reports]
     for path, src in planned:
-        if path.resolve() in sources:
+        if real_path(path) in sources:
             what = f"the result of {src}" if src is not None else "the scores"
             raise UsageError(f"{what} would overwrite the test image {path}; choose another --result_dir"
                              + ("" if src is not None else " / --json / --csv"))
-    if len(reports) == 2 and reports[0].resolve() == reports[1].resolve():
+    if len(reports) == 2 and real_path(reports[0]) == real_path(reports[1]):
         raise UsageError(f"--json and --csv are the same file {reports[0]}")

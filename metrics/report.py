@@ -15,11 +15,18 @@ mean over the sets that have it.  A set scored against targets also records
 the known version of its data (``"version": {"set", "version", "status", ...}``,
 :func:`data.provenance.set_version`): scores are comparable with published
 ones only on the same version.
+
+An image NIQE is undefined for (under 192 pixels both ways, or with a flat
+96x96 block) is not an error: every tool logs a warning naming it, leaves it
+out of the NIQE means (``niqe`` and ``input_niqe`` over the same images) and
+counts it as ``"not_scored"`` in the set's summary.
 """
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -33,9 +40,12 @@ from metrics.psnr_ssim import SSIM_WINDOW, score_y
 from utils.files import atomic_open, atomic_write
 from utils.image_io import read_image
 
+log = logging.getLogger("metrics")
+
 AVERAGE = "average"
 FULL_REFERENCE = ("psnr", "ssim")  # need a target
 NO_REFERENCE = ("niqe",)
+_MAY_BE_UNDEFINED = ("niqe", "input_niqe")  # NaN for an image: left out of the mean, counted as not_scored
 METRICS = FULL_REFERENCE + NO_REFERENCE
 DEFAULT_METRICS = FULL_REFERENCE
 # column label, width, table format, paper format
@@ -68,6 +78,15 @@ def niqe_of(img: np.ndarray, name: str) -> float:
         raise NIQEError(f"{name}: {err}") from None
 
 
+def niqe_or_nan(img: np.ndarray, name: str) -> float:
+    """NIQE of one image, or NaN with a warning naming it where NIQE is undefined (see the module docstring)."""
+    try:
+        return niqe_of(img, name)
+    except NIQEError as err:
+        log.warning("not scored by NIQE: %s", err)
+        return math.nan
+
+
 def score_arrays(result: np.ndarray, target: np.ndarray, result_name: str, target_name: str) -> tuple[float, float]:
     """Y-channel ``(psnr, ssim)`` of a result and its target; a size mismatch names the pair."""
     if result.shape != target.shape:
@@ -89,7 +108,7 @@ def score_file(result_path: Path, target_path: Path | None, metrics: tuple[str, 
         scores["psnr"], scores["ssim"] = score_arrays(result, read_image(target_path), str(result_path),
                                                       str(target_path))
     if "niqe" in metrics:
-        scores["niqe"] = niqe_of(result, str(result_path))
+        scores["niqe"] = niqe_or_nan(result, str(result_path))
     return tuple(scores[m] for m in metrics)
 
 
@@ -116,12 +135,22 @@ def summarize(scores: list[tuple[float, ...]], metrics: tuple[str, ...] = DEFAUL
     A result identical to its target has an infinite PSNR, and so has the
     set's mean; the summary then also holds ``identical`` (how many) and
     ``psnr_others`` (the mean PSNR of the other images, when there are any).
+    A NaN NIQE (undefined for that image) leaves the image out of every NIQE
+    mean; ``not_scored`` counts such images (no NIQE mean when none is left).
     """
     if not scores:
         raise ValueError("no scores to summarize")
     table = np.asarray(scores, dtype=np.float64).reshape(len(scores), len(metrics))
-    summary = {m: float(table[:, i].mean()) for i, m in enumerate(metrics)}
+    maybe = [i for i, m in enumerate(metrics) if m in _MAY_BE_UNDEFINED]
+    unscored = np.isnan(table[:, maybe]).any(axis=1)
+    summary = {}
+    for i, m in enumerate(metrics):
+        column = table[~unscored, i] if i in maybe else table[:, i]
+        if column.size:
+            summary[m] = float(column.mean())
     summary["n"] = len(scores)
+    if unscored.any():
+        summary["not_scored"] = int(unscored.sum())
     if "psnr" in metrics:
         psnrs = table[:, metrics.index("psnr")]
         identical = int(np.isinf(psnrs).sum())
@@ -132,7 +161,7 @@ def summarize(scores: list[tuple[float, ...]], metrics: tuple[str, ...] = DEFAUL
     return summary
 
 
-_NOT_METRICS = ("n", "identical", "psnr_others", "version")
+_NOT_METRICS = ("n", "identical", "psnr_others", "version", "not_scored")
 
 
 def _metric_keys(report: Mapping[str, dict]) -> list[str]:
@@ -184,6 +213,8 @@ def format_table(report: Mapping[str, dict], title: str | None = None) -> str:
             others = f"; mean PSNR of the other images: {s['psnr_others']:.4f} dB" if "psnr_others" in s else ""
             lines.append(f"note: {name}: {s['identical']} of {s['n']} result(s) identical to the target, so the "
                          f"PSNR is infinite (null in the JSON){others}")
+        if s.get("not_scored"):
+            lines.append(not_scored_note(name, s))
     return "\n".join(lines)
 
 
@@ -197,6 +228,11 @@ def describe_version(version: Mapping) -> str:
         same = "; the same pixels" if version.get("same_pixels") else ""
         text += f" ({version['matched']} of {version['of']} files match; {counts}{same})"
     return text
+
+
+def not_scored_note(name: str, summary: Mapping) -> str:
+    return (f"note: {name}: {summary['not_scored']} of {summary['n']} image(s) not scored by NIQE (undefined for "
+            "them: too small or flat; named in the warnings above) and left out of the NIQE mean")
 
 
 def format_method_table(set_name: str, n: int, niqe_by_method: Mapping[str, float]) -> str:
@@ -223,8 +259,10 @@ def write_report_json(report: Mapping[str, dict], path: str | os.PathLike) -> No
 
 def write_report_csv(report: Mapping[str, dict], path: str | os.PathLike) -> None:
     keys = _metric_keys(report)
+    counted = ["not_scored"] if any("not_scored" in s for s in report.values()) else []
     with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["dataset", "n", *keys])
+        writer.writerow(["dataset", "n", *keys, *counted])
         for name, s in report.items():
-            writer.writerow([name, s.get("n", ""), *(f"{s[k]:.6f}" if k in s else "" for k in keys)])
+            writer.writerow([name, s.get("n", ""), *(f"{s[k]:.6f}" if k in s else "" for k in keys),
+                             *(s.get(k, "") for k in counted)])

@@ -17,7 +17,8 @@ Either scope name is accepted for either variant (the authors' files used
 both).  Optimizer state that a training checkpoint also holds (``.../Adam``,
 ``.../Adam_1``, ``beta1_power``, ``beta2_power``, ``global_step``) is skipped;
 anything else that is not a weight of the variant, a weight that is absent,
-or one of the wrong shape is an error naming every such variable.
+one of the wrong shape, or one whose values are not real, finite numbers
+(NaN, infinity, a complex array) is an error naming every such variable.
 
 Kernel layouts: TensorFlow's ``conv2d`` kernels are ``[kh, kw, in, out]``,
 ``conv2d_transpose`` kernels ``[kh, kw, out, in]``.  The release writes its
@@ -32,7 +33,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
+
+from utils.errors import UserError
 
 from .mspfn import MSPFN
 
@@ -68,7 +72,7 @@ class Entry(NamedTuple):
     kind: str
 
 
-class TFConversionError(ValueError):
+class TFConversionError(UserError, ValueError):
     """The TensorFlow variables do not fit the variant; the message names the offending variables."""
 
 
@@ -204,6 +208,16 @@ def _listing(label: str, items: list[str], show: int = 12) -> str:
     return f"  {len(items)} {label}: {', '.join(items[:show])}{more}"
 
 
+def _not_weights(value: np.ndarray) -> str | None:
+    """Why an array cannot be weights (None when it can): not real numbers, or NaN/infinite values."""
+    if np.iscomplexobj(value):
+        return f"{value.dtype} values: complex, not real"
+    if value.dtype.kind not in "fiub":
+        return f"{value.dtype} values: not numbers"
+    bad = int(value.size - np.count_nonzero(np.isfinite(value))) if value.dtype.kind == "f" else 0
+    return f"{bad:,} NaN or infinite value(s)" if bad else None
+
+
 def _fits_names(names: Mapping[str, str], variant: str) -> bool:
     """Whether every weight name of ``variant`` is among ``names`` (under one of the scopes)."""
     entries = release_entries(variant)
@@ -238,23 +252,24 @@ def convert_release_variables(variables: Mapping[str, Any], variant: str) -> Con
         shapes = {k: tuple(t.shape) for k, t in MSPFN(**kwargs).state_dict().items()}
     if set(shapes) != {e.key for e in entries}:  # a bug in the table, not in the user's file
         raise AssertionError(f"name table does not cover MSPFN: {sorted(set(shapes) ^ {e.key for e in entries})}")
-    values, mis_shaped = {}, []
+    values, mis_shaped, not_weights = {}, [], []
     for name, e in wanted.items():
         if name not in names:
             continue
-        try:  # read each variable once (a checkpoint reader reads on access)
-            values[name] = torch.as_tensor(variables[names[name]]).to(torch.float32)
-        except (TypeError, ValueError, RuntimeError):
-            mis_shaped.append(f"{names[name]} (not a numeric array)")
+        value = np.asarray(variables[names[name]])  # read each variable once (a checkpoint reader reads on access)
+        why = _not_weights(value)
+        if why:
+            not_weights.append(f"{names[name]} ({why})")
             continue
+        values[name] = torch.from_numpy(value.astype(np.float32))
         got, want = tuple(values[name].shape), tf_shape(e.kind, shapes[e.key])
         if got != want:
             mis_shaped.append(f"{names[name]} {list(got)} (expected {list(want)})")
-    if duplicates or unknown or missing or mis_shaped:
+    if duplicates or unknown or missing or mis_shaped or not_weights:
         parts = [f"TensorFlow variables do not fit MSPFN variant {variant!r} (scope {scope!r}, "
                  f"{len(wanted)} weights expected):"]
         for label, items in (("given twice", duplicates), ("unknown", unknown), ("missing", missing),
-                             ("mis-shaped", mis_shaped)):
+                             ("mis-shaped", mis_shaped), ("not real, finite numbers", not_weights)):
             if items:
                 parts.append(_listing(label, items))
         others = [o for o in VARIANTS if o != variant and _fits_names(names, o)]

@@ -12,7 +12,9 @@ the set, a sortable score table, a before/after slider and the magnified
 regions, working offline (``--embed`` puts the images inside the HTML file).
 
 Files pair by name with the inputs; a method folder missing an image, an
-unreadable file or images of different sizes are errors naming the files.
+unreadable file or images of different sizes are errors naming the files, as
+is an ``--out`` that is (or holds) a folder read from.  An image NIQE is
+undefined for (too small or flat) is named in a warning and shown as such.
 The magnified region is ``--zoom X Y W H`` (input pixels, the same for every
 image) or, by default, per image the square where the first method changed
 the input most.
@@ -24,6 +26,7 @@ import base64
 import logging
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -54,6 +57,7 @@ def _pick(scenes, wanted):
     """Scenes for the figure: by file name, stem or pairing key, in the order asked."""
     from data.folders import pair_key
     from metrics.compare.collect import INPUT
+    from utils.errors import UsageError
 
     if not wanted:
         return scenes[:3]
@@ -64,7 +68,7 @@ def _pick(scenes, wanted):
             index.setdefault(k, s)
     missing = [w for w in wanted if w not in index]
     if missing:
-        raise ValueError(f"--images: no input named {', '.join(missing)}")
+        raise UsageError(f"--images: no input named {', '.join(missing)}")
     return [index[w] for w in wanted]
 
 
@@ -82,7 +86,7 @@ def _image_src(out: Path, key: str, name: str, img, embed: bool) -> str:
         return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
     rel = Path("images") / slug(name) / f"{key}.png"
     write_image(out / rel, img)
-    return rel.as_posix()
+    return quote(rel.as_posix())  # a URL: '#', '%' or '?' in a file name must not end or change it
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -91,13 +95,14 @@ def main(argv: list[str] | None = None) -> dict:
     from metrics.compare.collect import auto_zoom, check_zoom, collect, load, parse_method, score
     from metrics.compare.figure import figure
     from metrics.compare.page import build_page
-    from utils.files import atomic_write
+    from utils.files import atomic_write, check_output_folder
     from utils.image_io import write_image
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     methods = [parse_method(m) for m in args.methods]
-    out = Path(args.out)
+    reads = [("--input", Path(args.input))] + [(f"{name} method", folder) for name, folder in methods]
+    out = check_output_folder(args.out, "--out", reads + ([("--target", Path(args.target))] if args.target else []))
     scenes = collect(Path(args.input), methods, Path(args.target) if args.target else None)
     chosen = _pick(scenes, args.images)
     todo = scenes if not args.no_html else chosen
@@ -126,10 +131,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from data.folders import PairingError
-    from utils.image_io import ImageReadError
+    from utils.errors import run_cli
 
-    try:
-        main()
-    except (ImageReadError, PairingError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
+    run_cli(main, memory_advice="leave out --embed (it keeps every image in memory), or add --no-html")

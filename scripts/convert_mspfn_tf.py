@@ -14,9 +14,11 @@ released test model (``epoch50``) or ``m17`` for the training code's model.
 The result carries the model name and options (``convention="release"``), so
 ``python test.py --weights FILE.pth`` and ``python derain.py IMAGES --weights
 FILE.pth`` run it as the release's test script does: BGR in [-1, 1], the whole
-image, 8 bits by truncation.  Unknown, missing or mis-shaped variables are an
-error naming them, and nothing is written.  The name mapping lives in
-:mod:`models.mspfn_tf`.
+image, 8 bits by truncation.  Unknown, missing or mis-shaped variables, and
+variables that are not real, finite numbers (NaN, infinity, complex), are an
+error naming them, and nothing is written.  ``--out`` is checked first: it
+is never one of the files read, and an existing file is replaced only with
+``--force``.  The name mapping lives in :mod:`models.mspfn_tf`.
 """
 from __future__ import annotations
 
@@ -28,13 +30,18 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as a file: make the project's packages importable
+
+from utils.errors import UserError  # noqa: E402 - after the path set-up above
+
 log = logging.getLogger("convert_mspfn_tf")
 
 TF_MISSING = ("reading a TensorFlow checkpoint (--ckpt) needs TensorFlow, an optional extra that is not in "
               "requirements.txt: pip install tensorflow-cpu (or export the variables to a .npz and use --npz)")
 
 
-class ConversionInputError(ValueError):
+class ConversionInputError(UserError, ValueError):
     """The input cannot be read; one line naming the file and why."""
 
 
@@ -79,6 +86,8 @@ def read_npz(path: str) -> dict:
     """Name -> array of a NumPy ``.npz`` archive (no pickled objects)."""
     import numpy as np
 
+    if Path(path).is_dir():
+        raise ConversionInputError(f"--npz {path} is a folder, not a .npz archive")
     if not Path(path).is_file():
         raise ConversionInputError(f"no such file: {path}")
     try:
@@ -104,23 +113,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True, choices=sorted(VARIANTS),
                    help="m17n1: the released test model (CAUs 1/1/1); m17: the training code's model (1/3/3)")
     p.add_argument("--out", required=True, metavar="FILE.pth", help="checkpoint to write (this project's format)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     return p
+
+
+def source_files(args: argparse.Namespace) -> list[Path]:
+    """The files the conversion reads: the archive, or the checkpoint's files (its folder's, for a folder)."""
+    if args.npz is not None:
+        return [Path(args.npz)]
+    prefix = Path(args.ckpt)
+    if prefix.is_dir():
+        return [p for p in prefix.iterdir() if p.is_file()]
+    if not prefix.parent.is_dir():
+        return []
+    return [p for p in prefix.parent.iterdir() if p.name == prefix.name or p.name.startswith(f"{prefix.name}.")]
 
 
 def main(argv: list[str] | None = None) -> int:
     from models import build_model
     from models.mspfn_tf import convert_release_variables
     from utils.checkpoint import FORMAT_NAME, FORMAT_VERSION, save_checkpoint
+    from utils.files import check_output_file
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out = Path(args.out)
+    out = check_output_file(args.out, "--out", source_files(args), force=args.force)
     source = args.ckpt if args.ckpt is not None else args.npz
     variables = read_tf_checkpoint(args.ckpt) if args.ckpt is not None else read_npz(args.npz)
     conversion = convert_release_variables(variables, args.variant)
     model = build_model("MSPFN", **conversion.model_kwargs)
     model.load_state_dict(conversion.state_dict, strict=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint({
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -138,10 +160,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))  # run as a file: make the project's packages importable
-    from models.mspfn_tf import TFConversionError
+    from utils.errors import run_cli
 
-    try:
-        sys.exit(main())
-    except (ConversionInputError, TFConversionError) as err:
-        sys.exit(f"error: {err}")
+    run_cli(main)

@@ -48,12 +48,21 @@ def _niqe(img) -> float:
 NO_REFERENCE_METRICS: dict[str, Callable] = {"NIQE": _niqe}
 
 
+def entry_syntax(text: str) -> str:
+    """argparse type of a ``--models`` entry: ``MODEL:WEIGHTS`` or a bare ``MODEL`` or released name (else a
+    usage error, exit 2)."""
+    name, sep, weights = text.partition(":")
+    if not name or (sep and not weights):
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL:WEIGHTS (or a bare MODEL without weights)")
+    return text
+
+
 def parse_entry(text: str) -> tuple[str, str | None]:
     """``"BRN:path/to/net_latest.pth"`` or ``"BRN:BRN/Rain100H"`` -> ``("BRN", "...")``.
 
     A bare released name (``BRN/Rain100H``) brings its model; a bare model
     name means no weights (Identity).  Released names are fetched later, by
-    :func:`models.weights.resolve`.
+    :func:`models.weights.resolve`.  The syntax was checked by :func:`entry_syntax`.
     """
     from models import get_model_class
     from models import weights as released
@@ -62,8 +71,6 @@ def parse_entry(text: str) -> tuple[str, str | None]:
     name, sep, weights = text.partition(":")
     if not sep and text in released.registry():
         name, weights = released.get(text).model, text
-    elif not name or (sep and not weights):
-        raise UsageError(f"--models entry {text!r} is not MODEL:WEIGHTS")
     get_model_class(name)  # unknown names list the known ones
     if not weights:
         return name, None
@@ -82,20 +89,53 @@ def load_published(path: Path = PUBLISHED) -> dict:
 
 
 def identify_weights(model: str, path: Path | None) -> dict:
-    """What the leaderboard says about a weights file: its registry entry (by SHA-256), or a stand-in."""
+    """What the leaderboard says about a weights file: its registry entry (by SHA-256), or a stand-in
+    (labelled by :func:`label_weights`)."""
     from models import weights as released
 
     if path is None:
         return {"model": model, "label": "none", "trained_on": None, "file": None}
     entry = released.identify(path)
     if entry is None:
-        return {"sha256": released.digests(path)[0], "model": model, "label": f"{path.parent.name}/{path.name}",
-                "trained_on": None, "path": str(path), "file": None}
+        return {"sha256": released.digests(path)[0], "model": model, "label": None, "trained_on": None,
+                "path": str(path), "file": None}
     if entry.model != model:
         log.warning("%s is %s's released file %s, but runs as %s", path, entry.model, entry.name, model)
     return {"name": entry.name, "sha256": entry.sha256, "md5": entry.md5, "model": entry.model,
             "label": entry.label, "trained_on": entry.trained_on, "path": str(path),
             "file": f"{entry.source.repository} {entry.source.path}"}
+
+
+def label_weights(found: list[dict]) -> None:
+    """Give every weights entry (of :func:`identify_weights`) a label unique among those of its model.
+
+    A released file keeps its published label (its training set) unless
+    another file of the model has the same; other files are labelled by the
+    shortest ending of their path, at least ``folder/file``, that no other
+    file of the model shares - so the rows (and the image folders named after
+    the labels) say which file each is.
+    """
+    from utils.errors import UsageError
+    from utils.files import real_path
+
+    for model in dict.fromkeys(w["model"] for w in found):
+        if sum(w["model"] == model and w.get("path") is None for w in found) > 1:
+            raise UsageError(f"--models: {model} without weights is given twice")
+        group = [w for w in found if w["model"] == model and w.get("path") is not None]
+        parts = [real_path(w["path"]).parts[1:] for w in group]
+        published = [w["label"] for w in group]
+        for i, (w, mine) in enumerate(zip(group, parts)):
+            others = parts[:i] + parts[i + 1:]
+            if mine in others:
+                raise UsageError(f"--models: {model}:{w['path']} is given twice")
+            k = 1 if w["label"] is not None else 2
+            while k < len(mine) and any(other[-k:] == mine[-k:] for other in others):
+                k += 1
+            ending = "/".join(mine[-k:])
+            if w["label"] is None:
+                w["label"] = ending
+            elif published.count(w["label"]) > 1:
+                w["label"] = f"{w['label']}@{ending}"
 
 
 def _version_of(data: dict, test_set: str) -> str:
@@ -210,6 +250,9 @@ def run_row(model, test_set, device, progress: str, save_dir: Path | None) -> di
         row.update(summarize(scores))
         row["per_image"] = {p.name: [round(a, 6), round(b, 6)] for p, (a, b) in zip(test_set.inputs, scores)}
     row["no_reference"] = {name: sum(v) / len(v) for name, v in no_ref.items() if v}
+    unscored = max((n - len(v) for v in no_ref.values()), default=0) if test_set.targets is None else 0
+    if unscored:  # counted, as every tool counts the images a no-reference metric is undefined for
+        row["not_scored"] = unscored
     return row
 
 
@@ -263,13 +306,14 @@ def write_outputs(out: Path, meta: dict, rows: list[dict]) -> dict[str, Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, metavar="MODEL:WEIGHTS",
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL:WEIGHTS", type=entry_syntax,
                    help="registered model and its weights file, e.g. BRN:weights/BRN/Rain100H/net_latest.pth, "
                         "or a released name, alone or after the model: BRN/Rain100H, BRN:BRN/Rain100H")
     p.add_argument("--input_dir", "--input-dir", required=True,
                    help="root holding <dataset>/input (and <dataset>/target), or a plain folder of images")
     p.add_argument("--datasets", nargs="+", default=None, help="sets under --input_dir (each must exist)")
-    p.add_argument("--out", required=True, help="folder for leaderboard.md, .csv and .json")
+    p.add_argument("--out", required=True,
+                   help="folder for leaderboard.md, .csv and .json (not a folder read from, nor one holding it)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when available)")
     p.add_argument("--macs-size", "--macs_size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"),
                    help="input size of the MAC count (default 256 256)")
@@ -289,6 +333,21 @@ def find_sets(input_dir: Path, datasets: list[str] | None):
     return find_test_sets(input_dir, datasets, score=True)
 
 
+def check_out(out: str, sets, entries: list[tuple[str, str | None]]) -> Path:
+    """``--out`` before any work: a folder (or one to create), not a test set's folder nor one holding it,
+    and not one holding a weights file given by its path."""
+    from utils.errors import UsageError
+    from utils.files import check_output_folder, real_path
+
+    reads = [(f"{s.name} {what}", files[0].parent) for s in sets
+             for what, files in (("input", s.inputs), ("target", s.targets)) if files]
+    out = check_output_folder(out, "--out", reads)
+    for name, weights in entries:
+        if weights is not None and Path(weights).is_file() and real_path(out) in real_path(weights).parents:
+            raise UsageError(f"--out {out} holds the weights {weights} of {name}; choose a folder outside it")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -301,20 +360,22 @@ def main(argv: list[str] | None = None) -> dict:
     started, commit = time.perf_counter(), git_commit()  # the code that ran, not what changed meanwhile
     entries = [parse_entry(text) for text in args.models]
     sets = find_sets(Path(args.input_dir), args.datasets)
+    out = check_out(args.out, sets, entries)
     device = resolve_device(args.device)
     data = load_published()
-    loaded = []  # load everything first: a bad file fails before hours of work
-    for name, weights in entries:
-        path = resolve(weights)[0] if weights is not None else None  # a released name: fetched, verified
+    files = [resolve(weights)[0] if weights is not None else None for _, weights in entries]  # names: fetched
+    found = [identify_weights(name, path) for (name, _), path in zip(entries, files)]
+    label_weights(found)
+    loaded = []  # load and count everything first: a bad file or size fails before hours of work
+    for (name, _), path, weights in zip(entries, files, found):
         model, _ = load_model(name, path, device=device)
-        loaded.append((name, model, identify_weights(name, path)))
+        loaded.append((name, model, weights, count_parameters(model), count_macs(model, tuple(args.macs_size))))
     versions = {s.name: set_version(s.inputs, s.targets) for s in sets if s.targets}
     rows = []
-    for k, (name, model, weights) in enumerate(loaded, 1):
-        params, macs = count_parameters(model), count_macs(model, tuple(args.macs_size))
+    for k, (name, model, weights, params, macs) in enumerate(loaded, 1):
         for test_set in sets:
             tag = f"[{k}/{len(loaded)}] {name} ({weights['label']}) on {test_set.name}"
-            save = Path(args.out) / "images" / f"{name}_{weights['label'].replace('/', '_')}" / test_set.name
+            save = out / "images" / f"{name}_{weights['label'].replace('/', '_')}" / test_set.name
             row = run_row(model, test_set, device, tag, save if args.save_images else None)
             if "psnr" in row:
                 log.info("%s: PSNR %.4f dB, SSIM %.4f", tag, row["psnr"], row["ssim"])
@@ -333,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
         "macs_size": list(args.macs_size),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    paths = write_outputs(Path(args.out), meta, rows)
+    paths = write_outputs(out, meta, rows)
     print(paths["md"].read_text(encoding="utf-8"))
     log.info("done in %.0f s; tables in %s", meta["total_seconds"], ", ".join(map(str, paths.values())))
     return {"meta": meta, "rows": rows}

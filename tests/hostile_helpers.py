@@ -40,6 +40,9 @@ TOOLS = {
     "weights": "scripts/weights.py",
     "leaderboard": "scripts/leaderboard.py",
     "check_data": "scripts/check_data.py",
+    "compare": "scripts/compare.py",
+    "convert_mspfn_tf": "scripts/convert_mspfn_tf.py",
+    "complexity": "scripts/complexity.py",
 }
 TIMEOUT = 180  # a case that takes longer is a hang
 NOBODY = 65534

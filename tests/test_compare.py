@@ -1,6 +1,7 @@
 """scripts/compare.py: the paper figure, the HTML page (looked at in headless Chromium) and its errors."""
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import re
@@ -191,3 +192,53 @@ def test_page_in_headless_chromium(folders):
         patch = np.ascontiguousarray(read_image(out / "images" / name / "rain-001.png")[box])
         score = cv2.matchTemplate(screen, patch, cv2.TM_CCOEFF_NORMED).max()
         assert score > 0.98, f"{name} pixels not on screen (best match {score:.3f})"
+
+
+_NAMES_PROBE = """<script>
+window.addEventListener('load', async () => {
+  const rows = Array.from(document.querySelectorAll('#scores tbody tr'));
+  const first = document.getElementById('name').textContent;
+  rows.find((tr) => tr.dataset.name.startsWith('d<!--')).click();
+  const data = JSON.parse(document.getElementById('data').textContent);
+  const urls = data.scenes.flatMap((s) => Object.values(s.src));
+  const loads = await Promise.all(urls.map((url) => {
+    const im = new Image();
+    im.src = url;
+    return im.decode().then(() => im.naturalWidth > 0, () => false);
+  }));
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify({urls: urls.length, loaded: loads.filter(Boolean).length,
+    crops: Array.from(document.querySelectorAll('#crops .crop')).map((d) => d.style.backgroundImage),
+    names: rows.map((tr) => tr.dataset.name), first, clicked: document.getElementById('name').textContent,
+    options: Array.from(document.querySelectorAll('#after-choice option')).map((o) => o.value),
+    title: document.title, warning: getComputedStyle(document.getElementById('warning')).display});
+  document.body.append(pre);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (CI installs it: apt-get install chromium)")
+def test_page_with_hostile_names_in_headless_chromium(tmp_path):
+    """Names with ``<!--``, ``</script>``, ``#``, ``%``, ``?``: the page works and every image loads."""
+    stems = ["a#1", "b%41", "c?x=1", "d<!--<script>"]
+    method = "M</script><!--"
+    title = "</script><script>document.title='owned'</script>"
+    rng = np.random.default_rng(1)
+    for stem in stems:
+        for folder in ("input", "target", "M"):
+            write_image(tmp_path / folder / f"{stem}.png", _scene(rng, 40, 48))
+    compare.main(["--methods", f"{method}={tmp_path / 'M'}", "--input", str(tmp_path / "input"), "--target",
+                  str(tmp_path / "target"), "--out", str(tmp_path / "out"), "--title", title, "--panel-width", "64"])
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    probe = tmp_path / "out" / "probe.html"
+    probe.write_text(page.replace("</body>", _NAMES_PROBE + "</body>"), encoding="utf-8")
+    run = _chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    found = re.search(r'<pre id="probe">(.*?)</pre>', run.stdout, re.S)
+    assert found, run.stderr[-2000:]
+    result = json.loads(html.unescape(found[1]))
+    assert result["title"] == title and result["options"] == [method, "Target"]
+    assert sorted(result["names"]) == sorted(stems)  # every row, each name intact
+    assert result["first"] == "a#1 (48x40)" and result["clicked"] == "d<!--<script> (48x40)"
+    assert result["urls"] == 12 and result["loaded"] == 12 and result["warning"] == "none"  # 4 images x 3 panels
+    assert len(result["crops"]) == 3 and all("%3C%21--%3Cscript%3E" in c for c in result["crops"])

@@ -124,8 +124,9 @@ def test_bad_input_is_one_line_and_fails(root, tmp_path):
         _run(root, tmp_path, "BRN:missing.pth")
     with pytest.raises(FileNotFoundError, match="dataset Rain100L not found"):
         _run(root, tmp_path, f"BRN:{brn}", datasets=("Rain100L",))
-    with pytest.raises(ValueError, match="not MODEL:WEIGHTS"):
+    with pytest.raises(SystemExit) as usage:  # a malformed entry is a usage error, as argparse's own
         _run(root, tmp_path, "BRN:")
+    assert usage.value.code == 2
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "leaderboard.py"), "--models", "NoSuchNet:x",
                            "--input_dir", str(root), "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stdout == ""

@@ -173,10 +173,11 @@ def test_plain_folder_and_no_score(tmp_path, caplog):
     results = tmp_path / "results"
     with caplog.at_level(logging.WARNING):
         assert test_py.main(["--model", "Identity", "--input_dir", str(folder), "--result_dir", str(results)]) == 0
-    assert "not scored:" in caplog.text and "at least two blocks" in caplog.text  # NIQE needs 192 pixels
+    assert "not scored by NIQE:" in caplog.text and "at least two blocks" in caplog.text  # NIQE needs 192 pixels
     assert [p.name for p in list_images(results / "Identity" / "my photos")] == ["a.png", "b.png"]
     assert np.array_equal(read_image(results / "Identity" / "my photos" / "b.png"), read_image(folder / "b.jpg"))
-    assert not (results / "Identity" / "scores.json").exists()  # nothing to score against
+    report = json.loads((results / "Identity" / "scores.json").read_text())  # both counted, neither scored
+    assert report == {"my photos": {"n": 2, "not_scored": 2}, "average": {}}
 
 
 def test_checkpoint_model_kwargs_and_default_window_protocol(tmp_path):

@@ -19,6 +19,7 @@ from training.schedules import lr_sequence
 from training.trainer import Trainer
 from utils.checkpoint import load_checkpoint
 from utils.distributed import DistInfo
+from utils.errors import UserError
 from utils.image_io import write_image
 
 TINY = ["MODEL.ARGS.base_channels", "8", "MODEL.ARGS.num_res", "1", "OPTIM.BATCH_SIZE", "2",
@@ -154,11 +155,11 @@ def test_sigterm_saves_and_resume_is_exact(pairs, tmp_path, monkeypatch, determi
 
 
 def test_bad_config_key_is_named(pairs, tmp_path):
-    with pytest.raises(SystemExit, match="OPTIM.LR_INITAL"):
+    with pytest.raises(UserError, match="OPTIM.LR_INITAL"):
         train.main(_opts(pairs, tmp_path, "OPTIM.LR_INITAL", "1e-3"))
     cfg = tmp_path / "bad.yml"
     cfg.write_text("TRAINING:\n  TRAIN_PATCH: 64\n")
-    with pytest.raises(SystemExit, match="TRAINING.TRAIN_PATCH"):
+    with pytest.raises(UserError, match="TRAINING.TRAIN_PATCH"):
         train.main(["--config", str(cfg), "--device", "cpu"])
 
 
@@ -168,12 +169,12 @@ def test_dataset_errors_name_the_files(pairs, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(pairs / "train", bad)
     (bad / "target" / "004.png").unlink()
-    with pytest.raises(SystemExit, match="without a partner.*004.png"):
+    with pytest.raises(UserError, match="without a partner.*004.png"):
         train.main(_opts(pairs, tmp_path / "ck", "TRAINING.TRAIN_DIR", str(bad)))
     shutil.copy(pairs / "train" / "target" / "004.png", bad / "target" / "004.png")
     (bad / "input" / "002.png").write_bytes(b"not a png at all")
     (bad / "target" / "003.png").write_bytes((pairs / "train" / "target" / "003.png").read_bytes()[:200])
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(UserError) as info:
         train.main(_opts(pairs, tmp_path / "ck", "TRAINING.TRAIN_DIR", str(bad)))
     assert "002.png" in str(info.value) and "003.png" in str(info.value)
     assert not (tmp_path / "ck" / "Deraining" / "DMSR" / "model_latest.pth").exists()
@@ -182,7 +183,7 @@ def test_dataset_errors_name_the_files(pairs, tmp_path):
 def test_unwritable_save_dir_is_reported(pairs, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the save folder should be")
-    with pytest.raises(SystemExit, match="save folder .*file"):
+    with pytest.raises(UserError, match="save folder .*file"):
         train.main(_opts(pairs, blocker))
 
 
@@ -196,7 +197,7 @@ def test_failed_save_keeps_previous_checkpoint(pairs, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(SystemExit, match="No space left on device"):
+    with pytest.raises(UserError, match="No space left on device"):
         train.main(_opts(pairs, tmp_path, "OPTIM.NUM_EPOCHS", "3", "TRAINING.RESUME", "True"))
     monkeypatch.undo()
     after = _weights(tmp_path)
@@ -210,7 +211,7 @@ def test_persistent_nan_stops_and_keeps_last_good_checkpoint(pairs, tmp_path, mo
     from losses.dmsr import DMSRLoss
 
     monkeypatch.setattr(DMSRLoss, "forward", lambda self, out, tgt: out[0].mean() * float("nan"))
-    with pytest.raises(SystemExit, match="not finite for 4 steps"):
+    with pytest.raises(UserError, match="not finite for 4 steps"):
         train.main(_opts(pairs, tmp_path, "OPTIM.NUM_EPOCHS", "4", "TRAINING.RESUME", "True",
                          "TRAINING.NAN_PATIENCE", "4"))
     after = _weights(tmp_path)
@@ -267,9 +268,9 @@ def test_other_models_train_through_train_py(pairs, tmp_path, config, opts):
 
 
 def test_wrong_model_options_are_a_config_error(pairs, tmp_path):
-    with pytest.raises(SystemExit, match="config error: .*PReNet.*base_channels"):
+    with pytest.raises(UserError, match="MODEL.NAME / MODEL.ARGS: .*PReNet.*base_channels"):
         train.main(_opts(pairs, tmp_path, "MODEL.NAME", "PReNet"))
-    with pytest.raises(SystemExit, match="unknown model 'DMRS'.*DMSR"):
+    with pytest.raises(UserError, match="unknown model 'DMRS'.*DMSR"):
         train.main(_opts(pairs, tmp_path, "MODEL.NAME", "DMRS"))
 
 

@@ -17,6 +17,7 @@ from training.config import ConfigError, load_config
 from training.trainer import Trainer
 from utils.checkpoint import load_checkpoint
 from utils.distributed import DistInfo
+from utils.errors import UserError
 from utils.image_io import write_image
 
 TINY = ["MODEL.ARGS.base_channels", "8", "MODEL.ARGS.num_res", "1", "OPTIM.BATCH_SIZE", "2",
@@ -150,7 +151,7 @@ def test_resume_refuses_a_changed_split(folder, tmp_path):
     before = (run / SPLIT_FILE).read_bytes()
     for sub in ("input", "target"):  # a pair added to the folder changes which pairs are held back
         shutil.copy(data / sub / "000.png", data / sub / "008.png")
-    with pytest.raises(SystemExit, match="validation split differs from the one this run started with"):
+    with pytest.raises(UserError, match="validation split differs from the one this run started with"):
         train.main(["--resume"] + _opts(data, tmp_path, "OPTIM.NUM_EPOCHS", "2"))
     assert (run / SPLIT_FILE).read_bytes() == before
 

@@ -6,11 +6,14 @@ built-in type callers have always caught (``ValueError``, ``RuntimeError``,
 ``OSError``...).  The command-line tools print a ``UserError`` - and an
 ``OSError`` from the operating system (permission denied, a full disk, a
 file where a folder is expected) - as one ``error:`` line naming the path,
-and exit non-zero; anything else is a bug and keeps its traceback.
+and exit non-zero; so is running out of memory (a ``MemoryError``, or the
+``RuntimeError`` of torch's CPU allocator, matched by its exact message),
+with what to lower.  Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 
@@ -51,14 +54,47 @@ def describe_os_error(err: OSError) -> str:
     return f"{' -> '.join(names)}: {err.strerror}" if names else err.strerror
 
 
-def run_cli(main: Callable[[], int | None]) -> None:
-    """Run a tool's ``main`` and exit: 0 on success, 1 with one ``error:`` message for user and OS errors."""
+# torch's CPU allocator failing (c10's alloc_cpu.cpp); torch prefixes "[enforce fail at FILE:LINE] CHECK. ".
+_CPU_ALLOCATOR = re.compile(r"(?:\[enforce fail at [^\]]+\] [^\n]*?\. )?"
+                            r"DefaultCPUAllocator: can't allocate memory: you tried to allocate (\d+) bytes")
+
+
+def describe_out_of_memory(err: BaseException) -> str | None:
+    """What ran out, when ``err`` says memory ran out (numpy/Python, torch's CPU or CUDA allocator); else None."""
+    torch = sys.modules.get("torch")  # never imported here: a tool that ran out of torch memory has it
+    if torch is not None and isinstance(err, torch.OutOfMemoryError):
+        return "out of GPU memory"
+    if isinstance(err, MemoryError):
+        return f"out of memory (RAM){': ' + str(err) if str(err) else ''}"
+    found = _CPU_ALLOCATOR.match(str(err)) if isinstance(err, RuntimeError) else None
+    if found:
+        return f"out of memory (RAM): torch could not allocate {_size(int(found[1]))}"
+    return None
+
+
+def _size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def run_cli(main: Callable[[], int | None], memory_advice: str = "") -> None:
+    """Run a tool's ``main`` and exit: 0 on success, 1 with one ``error:`` message for user and OS errors.
+
+    ``memory_advice`` (e.g. "lower --max-batch or --tile") follows the message when memory ran out.
+    """
     try:
         code = main()
     except UserError as err:
         sys.exit(f"error: {err}")
     except OSError as err:
         sys.exit(f"error: {describe_os_error(err)}")
+    except (MemoryError, RuntimeError) as err:
+        what = describe_out_of_memory(err)
+        if what is None:
+            raise  # a bug: keep the traceback
+        sys.exit(f"error: {what}" + (f"; {memory_advice}" if memory_advice else ""))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -43,13 +43,24 @@ def is_image_file(path: str | os.PathLike) -> bool:
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly inside ``folder``, in natural sort order."""
+    """Image files directly inside ``folder``, in natural sort order.
+
+    Symbolic links named like images are listed even when broken or looping,
+    so that reading them reports them (:func:`read_image`) instead of their
+    being left out without a word.
+    """
     from natsort import natsorted
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"not a folder: {folder}")
-    return natsorted((p for p in folder.iterdir() if p.is_file() and is_image_file(p)), key=lambda p: p.name)
+    return natsorted((p for p in folder.iterdir() if is_listed_image(p)), key=lambda p: p.name)
+
+
+def is_listed_image(path: Path) -> bool:
+    """Whether a folder entry counts as an image: a regular file or a symbolic link (even broken) with an
+    image file's extension (a FIFO or a socket so named does not)."""
+    return (path.is_file() or path.is_symlink()) and is_image_file(path)
 
 
 def to_uint8_rgb(img: np.ndarray, source: str = "<array>", bgr: bool = True) -> np.ndarray:
@@ -99,7 +110,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3), applying EXIF orientation."""
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"image not found: {path}")
+        raise ImageReadError(_not_a_file(path))
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as err:
@@ -127,6 +138,17 @@ def decode_image(data: bytes | np.ndarray, source: str | os.PathLike) -> np.ndar
     if b"Exif" in data[:65536].tobytes() or b"eXIf" in data.tobytes():
         img = _apply_exif_orientation(img, data)
     return img
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be read as an image file: missing, a broken or looping link, or not a regular file."""
+    try:
+        path.stat()
+    except OSError as err:
+        if path.is_symlink():
+            return f"cannot read image {path}: {err.strerror} (a symbolic link to {os.readlink(path)})"
+        return f"image not found: {path}"
+    return f"cannot read image {path}: not a regular file"
 
 
 def _apply_exif_orientation(img: np.ndarray, data: np.ndarray) -> np.ndarray:

@@ -6,8 +6,10 @@ result for every input (a missing or extra file is a
 :class:`~data.folders.PairingError` naming the method and the files), every
 file must decode (:class:`~utils.image_io.ImageReadError` naming it), and all
 the images of one scene must have one size (a ``PairingError`` naming both
-files).  Scores are the papers': Y-channel PSNR/SSIM against the target, or
-NIQE (lower is better) without targets.
+files).  Scores are the papers': Y-channel PSNR/SSIM against the target (an
+image too small for SSIM is an error naming it), or NIQE (lower is better)
+without targets - NaN, with a warning naming the file, where NIQE is
+undefined (as in every tool, :mod:`metrics.report`).
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from data.folders import PairingError, pair_files
-from metrics.psnr_ssim import rgb_to_y, score_y
-from metrics.report import niqe_of
+from metrics.psnr_ssim import rgb_to_y
+from metrics.report import niqe_or_nan, score_arrays
+from utils.errors import UsageError
 from utils.image_io import read_image
 
 INPUT, TARGET = "Input", "Target"
@@ -44,9 +47,9 @@ def parse_method(text: str) -> tuple[str, Path]:
         folder, name = text, Path(text).resolve().parent.name
     name = name.strip()
     if not name or not folder:
-        raise ValueError(f"method {text!r}: expected NAME=DIR")
+        raise UsageError(f"method {text!r}: expected NAME=DIR")
     if name.lower() in (INPUT.lower(), TARGET.lower()):
-        raise ValueError(f"method {text!r}: {INPUT} and {TARGET} are the names of the other panels")
+        raise UsageError(f"method {text!r}: {INPUT} and {TARGET} are the names of the other panels")
     return name, Path(folder)
 
 
@@ -58,14 +61,14 @@ def slug(name: str) -> str:
 def collect(input_dir: Path, methods: list[tuple[str, Path]], target_dir: Path | None = None) -> list[Scene]:
     """Pair every method folder (and the targets) with the inputs by name -> one :class:`Scene` per input."""
     if not methods:
-        raise ValueError("name at least one method as NAME=DIR")
+        raise UsageError("name at least one method as NAME=DIR")
     names = [n for n, _ in methods]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ValueError(f"method names must differ: {', '.join(dupes)} given twice")
+        raise UsageError(f"method names must differ: {', '.join(dupes)} given twice")
     slugs = [slug(n) for n in [INPUT, *names, TARGET]]
     if len(set(slugs)) != len(slugs):
-        raise ValueError(f"method names {', '.join(names)} clash once made file-name safe")
+        raise UsageError(f"method names {', '.join(names)} clash once made file-name safe")
     folders = list(methods) + ([(TARGET, target_dir)] if target_dir is not None else [])
     per_input: dict[Path, dict[str, Path]] = {}
     for name, folder in folders:
@@ -100,10 +103,10 @@ def score(scene: Scene) -> Scene:
         if name == TARGET:
             continue
         if target is not None:
-            p, s = score_y(img, target)
+            p, s = score_arrays(img, target, str(scene.files[name]), str(scene.files[TARGET]))
             scene.scores[name] = {"psnr": p, "ssim": s}
         else:
-            scene.scores[name] = {"niqe": niqe_of(img, str(scene.files[name]))}
+            scene.scores[name] = {"niqe": niqe_or_nan(img, str(scene.files[name]))}
     return scene
 
 
@@ -114,7 +117,7 @@ def caption(scene: Scene, name: str) -> str:
         return "ground truth"
     if "psnr" in s:
         return f"{s['psnr']:.2f} dB / {s['ssim']:.3f}"
-    return f"NIQE {s['niqe']:.3f}"
+    return "NIQE undefined" if np.isnan(s["niqe"]) else f"NIQE {s['niqe']:.3f}"
 
 
 def auto_zoom(scene: Scene, method: str, frac: float = 0.25, step: int = 4) -> tuple[int, int, int, int]:
@@ -141,5 +144,5 @@ def check_zoom(zoom: Iterable[int], size: tuple[int, int], key: str) -> tuple[in
     x, y, w, h = (int(v) for v in zoom)
     iw, ih = size
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > iw or y + h > ih:
-        raise ValueError(f"--zoom {x} {y} {w} {h} is not inside {key} ({iw}x{ih})")
+        raise UsageError(f"--zoom {x} {y} {w} {h} is not inside {key} ({iw}x{ih})")
     return x, y, w, h

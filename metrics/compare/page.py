@@ -12,11 +12,17 @@ it (relative links) or embedded as ``data:`` URIs.  It shows
   replication.
 
 Images that fail to load (a moved folder) are counted in a warning at the top.
+Names reach the page in two contexts, each escaped for it: HTML text and
+attributes (:func:`html.escape`) and the JSON data block inside
+``<script>`` (:func:`script_json`); image URLs come percent-encoded from the
+caller, so ``#``, ``%`` or ``?`` in a file name do not cut the URL short.
+An image NIQE is undefined for shows a dash and sorts after every score.
 """
 from __future__ import annotations
 
 import html
 import json
+import math
 
 from .collect import INPUT, Scene, caption
 
@@ -133,12 +139,38 @@ def _metric_columns(scenes: list[Scene]) -> list[tuple[str, str, str]]:
 
 
 def _sort_key(value: float) -> str:
-    """The number as JavaScript's ``Number()`` reads it back exactly (PSNR of identical images is Infinity)."""
-    return "Infinity" if value == float("inf") else repr(float(value))
+    """The number as JavaScript's ``Number()`` reads it back exactly (PSNR of identical images is Infinity;
+    an undefined NIQE, NaN, sorts as Infinity: after every defined one, lower being better)."""
+    return "Infinity" if value == math.inf or math.isnan(value) else repr(float(value))
 
 
 def _fmt(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "&mdash;"
     return f"{value:.2f}" if metric == "psnr" else f"{value:.4f}" if metric == "ssim" else f"{value:.3f}"
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of the defined values (NaN when there is none)."""
+    defined = [v for v in values if not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else math.nan
+
+
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(data) -> str:
+    """``data`` as JSON that is safe as the text of a ``<script>`` element.
+
+    The HTML parser ends a script at ``</script`` and changes state at
+    ``<!--`` whatever the JavaScript means, so no ``<`` (nor ``>``, ``&``)
+    may appear raw: each becomes its ``\\uXXXX`` escape, which JSON reads back
+    as the same character; U+2028/U+2029 too (line breaks to old JavaScript).
+    """
+    text = json.dumps(data, allow_nan=False, ensure_ascii=False)
+    for char, escape in _SCRIPT_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
 
 
 def build_page(scenes: list[Scene], srcs: list[dict[str, str]], zooms: list[tuple[int, int, int, int]],
@@ -158,7 +190,7 @@ def build_page(scenes: list[Scene], srcs: list[dict[str, str]], zooms: list[tupl
             for s, src, z in zip(scenes, srcs, zooms)
         ],
     }
-    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    payload = script_json(data)
     esc = html.escape
     head = "".join(f'<th data-col="{i + 1}" title="click to sort">{esc(h)}</th>' for i, (_, _, h) in enumerate(cols))
     rows = []
@@ -168,18 +200,19 @@ def build_page(scenes: list[Scene], srcs: list[dict[str, str]], zooms: list[tupl
         )
         rows.append(f'<tr data-index="{i}" data-name="{esc(s.key)}"><td data-value="{esc(s.key)}">{esc(s.key)}</td>'
                     f"{cells}</tr>")
-    means = "".join(
-        f"<td>{_fmt(m, sum(s.scores[p][m] for s in scenes) / len(scenes))}</td>" for p, m, _ in cols
-    )
+    means = "".join(f"<td>{_fmt(m, _mean([s.scores[p][m] for s in scenes]))}</td>" for p, m, _ in cols)
     options = "".join(f'<option value="{esc(m)}">{esc(m)}</option>' for m in methods)
-    lower = " NIQE: lower is better." if any(m == "niqe" for _, m, _ in cols) else ""
+    notes = " NIQE: lower is better." if any(m == "niqe" for _, m, _ in cols) else ""
+    undefined = sum(any(math.isnan(v) for sc in s.scores.values() for v in sc.values()) for s in scenes)
+    if undefined:
+        notes += f" NIQE is undefined for {undefined} image(s) (too small or flat): shown as &mdash;."
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{esc(title)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{esc(title)}</h1>
 <div id="warning" role="alert"></div>
-<p>{len(scenes)} images; panels: {esc(", ".join(panels))}.{lower} Click a row to view it, a header to sort.</p>
+<p>{len(scenes)} images; panels: {esc(", ".join(panels))}.{notes} Click a row to view it, a header to sort.</p>
 <div id="viewer">
 <div class="controls"><strong id="name"></strong> &mdash; left: Input, right:
 <select id="after-choice" aria-label="method shown right of the slider">{options}</select></div>

@@ -1,25 +1,48 @@
 """Shared pieces of the hostile-input suite (``tests/test_hostile_*.py``).
 
-Every case runs one command-line tool in a subprocess, as a user would, and
-checks what the issue asks of each bad input or fault: the exit status, a
-message naming the culprit, no Python traceback, a bounded time, and that
-the user's files are intact (no partial ``.tmp`` left either).  The odd files
-are built here: PNGs with giant headers or corrupt streams under valid
-checksums, malicious pickles, unreadable paths (as root the tools then run
-in a user namespace where permission bits apply, see :func:`unprivileged`)
-and a small full filesystem (a tmpfs, where the machine lets root mount one).
+Every case runs one command-line tool as a user would and checks what the
+issue asks of each bad input or fault: the exit status, a message naming the
+culprit, no Python traceback, a bounded time, and that the user's files are
+intact (no partial ``.tmp`` left either).
+
+:func:`run_tool` runs the tool's script in this process by default, exactly
+as ``python script.py ARGS`` would run it (its ``__main__`` block, hence
+``run_cli`` and its exit statuses), with its output captured, an uncaught
+exception printed as the interpreter prints it, and every piece of global
+state a tool may touch put back afterwards (see :class:`_GlobalState`).  A
+case costs milliseconds instead of the ~3 s a new interpreter spends
+importing torch.  What needs a process of its own keeps one: unreadable
+paths as ``nobody`` (``as_nobody``), interpreter options (``python_args``),
+and anything a test asks for with ``subprocess=True`` (signals, torchrun,
+import-time behaviour); such tests may also call :func:`run_command`.
+
+The odd files are built here: PNGs with giant headers or corrupt streams
+under valid checksums, malicious pickles, unreadable paths (as root the
+tools then run in a user namespace where permission bits apply, see
+:func:`unprivileged`) and a small full filesystem (a tmpfs, where the
+machine lets root mount one).
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
+import io
+import logging
 import os
 import pickle
+import random
+import runpy
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,10 +102,19 @@ def unprivileged(cmd: list[str]) -> list[str]:
 
 
 def run_tool(tool: str, *args, cwd: Path, timeout: float = TIMEOUT, as_nobody: bool = False,
-             python_args: tuple = ()) -> Run:
-    """Run one of :data:`TOOLS` with ``args``; ``as_nobody`` without root's file access (unreadable paths)."""
-    cmd = [sys.executable, *python_args, str(REPO / TOOLS[tool]), *map(str, args)]
-    return run_command(unprivileged(cmd) if as_nobody else cmd, cwd=cwd, timeout=timeout)
+             python_args: tuple = (), subprocess: bool = False) -> Run:
+    """Run one of :data:`TOOLS` with ``args`` in ``cwd``, as ``python <script> ARGS`` would.
+
+    In this process unless the case needs a process of its own: ``as_nobody``
+    (without root's file access: unreadable paths), ``python_args``
+    (interpreter options) or ``subprocess=True`` (anything else a process is
+    needed for).  Both ways give the same :class:`Run`.
+    """
+    script = REPO / TOOLS[tool]
+    if as_nobody or python_args or subprocess:
+        cmd = [sys.executable, *python_args, str(script), *map(str, args)]
+        return run_command(unprivileged(cmd) if as_nobody else cmd, cwd=cwd, timeout=timeout)
+    return run_in_process(script, list(map(str, args)), cwd=cwd, timeout=timeout)
 
 
 def run_command(cmd: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
@@ -92,6 +124,166 @@ def run_command(cmd: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
     except subprocess.TimeoutExpired:
         pytest.fail(f"hang: {' '.join(cmd)} still running after {timeout} s")
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+class _Hang(BaseException):
+    """Raised by the timer in a tool that runs past its time (a BaseException: no tool may swallow it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise :class:`_Hang` in the main thread after ``seconds`` (what a subprocess's timeout does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ring(signum, frame):
+        raise _Hang
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The interpreter's warning output, to the tool's (captured) stderr rather than to pytest's record."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+class _GlobalState:
+    """What a tool's run may change in its process, saved before and put back after an in-process run.
+
+    A fresh interpreter starts each tool with no logging handlers, default
+    warning filters and this project's environment; a test in pytest has
+    other values, and the next test must not see what the tool left (its
+    signal handlers, deterministic-algorithm switch, logger levels, seeds).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE,
+               signal.SIGCHLD)
+    TORCH_FLAGS = (  # (object, attribute) pairs a tool may switch
+        (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic"),
+        (torch.backends.cudnn, "enabled"), (torch.backends.cudnn, "allow_tf32"),
+        (torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.mkldnn, "enabled"))
+
+    def __init__(self):
+        root = logging.getLogger()
+        self.cwd = os.getcwd()
+        self.argv, self.path, self.environ = list(sys.argv), list(sys.path), dict(os.environ)
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+        self.excepthooks = sys.excepthook, threading.excepthook
+        self.handlers, self.level = list(root.handlers), root.level
+        self.loggers = {name: (lg.level, lg.disabled, list(lg.handlers), lg.propagate)
+                        for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+        self.raise_exceptions, self.disable = logging.raiseExceptions, logging.root.manager.disable
+        self.signals = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        self.threads, self.grad = torch.get_num_threads(), torch.is_grad_enabled()
+        self.deterministic = (torch.are_deterministic_algorithms_enabled(),
+                              torch.is_deterministic_algorithms_warn_only_enabled())
+        self.dtype, self.matmul = torch.get_default_dtype(), torch.get_float32_matmul_precision()
+        self.anomaly = torch.is_anomaly_enabled()
+        self.flags = [getattr(obj, name) for obj, name in self.TORCH_FLAGS]
+        self.rng = random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+    @staticmethod
+    def fresh_process() -> None:
+        """Make this process look, to a tool, like the interpreter it would start in."""
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # pytest's capture handlers: basicConfig must install its own
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            os.environ.pop(key, None)
+        warnings.resetwarnings()  # the interpreter's default filters, printing to the tool's stderr
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        warnings.showwarning = _print_warning
+
+    def restore(self) -> None:
+        os.chdir(self.cwd)
+        sys.argv[:], sys.path[:] = self.argv, self.path
+        if dict(os.environ) != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        os.umask(self.umask)
+        sys.excepthook, threading.excepthook = self.excepthooks
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if handler not in self.handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.handlers[:] = self.handlers
+        root.setLevel(self.level)
+        for name, (level, disabled, handlers, propagate) in self.loggers.items():  # new ones are left as made
+            lg = logging.getLogger(name)
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            if lg.level != level:
+                lg.setLevel(level)  # also clears the loggers' cached levels
+            lg.disabled, lg.handlers[:], lg.propagate = disabled, handlers, propagate
+        logging.raiseExceptions = self.raise_exceptions
+        logging.disable(self.disable)
+        for sig, handler in self.signals.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        torch.set_num_threads(self.threads)
+        torch.set_grad_enabled(self.grad)
+        torch.use_deterministic_algorithms(self.deterministic[0], warn_only=self.deterministic[1])
+        torch.set_default_dtype(self.dtype)
+        torch.set_float32_matmul_precision(self.matmul)
+        torch.autograd.set_detect_anomaly(self.anomaly)
+        for (obj, name), value in zip(self.TORCH_FLAGS, self.flags):
+            setattr(obj, name, value)
+        random.setstate(self.rng[0])
+        np.random.set_state(self.rng[1])
+        torch.set_rng_state(self.rng[2])
+
+
+def _exit_status(code, stderr) -> int:
+    """What the interpreter makes of ``SystemExit(code)``: None is 0, text is printed and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=stderr)
+    return 1
+
+
+def run_in_process(script: Path, argv: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
+    """``python script ARGV`` in ``cwd``, run in this process (see :func:`run_tool`)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = _GlobalState()
+    start = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            _GlobalState.fresh_process()
+            os.chdir(cwd)
+            sys.argv[:] = [str(script), *argv]
+            try:
+                with _deadline(timeout):
+                    runpy.run_path(str(script), run_name="__main__")
+                rc = 0
+            except SystemExit as exc:
+                rc = _exit_status(exc.code, err)
+            except _Hang:
+                pytest.fail(f"hang: {script.name} {' '.join(argv)} still running after {timeout} s")
+            except KeyboardInterrupt:  # the interpreter prints it, then ends by SIGINT
+                traceback.print_exc(file=err)
+                rc = -signal.SIGINT
+            except BaseException:  # an uncaught exception: the interpreter prints it and exits 1
+                traceback.print_exc(file=err)
+                rc = 1
+    finally:
+        saved.restore()
+        gc.collect()  # ends what the run left to the collector (data-loader workers, open files)
+    return Run(rc, out.getvalue(), err.getvalue(), time.monotonic() - start)
 
 
 def expect_error(run: Run, *culprits, rc: int = 1) -> None:

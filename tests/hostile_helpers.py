@@ -11,16 +11,16 @@ as ``python script.py ARGS`` would run it (its ``__main__`` block, hence
 exception printed as the interpreter prints it, and every piece of global
 state a tool may touch put back afterwards (see :class:`_GlobalState`).  A
 case costs milliseconds instead of the ~3 s a new interpreter spends
-importing torch.  What needs a process of its own keeps one: unreadable
-paths as ``nobody`` (``as_nobody``), interpreter options (``python_args``),
-and anything a test asks for with ``subprocess=True`` (signals, torchrun,
-import-time behaviour); such tests may also call :func:`run_command`.
+importing torch.  Unreadable paths are tested as ``nobody`` (``as_nobody``):
+as root, this process takes that user for the run (see
+:func:`_without_root`).  What needs a process of its own keeps one:
+interpreter options (``python_args``) and anything a test asks for with
+``subprocess=True`` (exit statuses on signals, import-time behaviour); such
+tests may also call :func:`run_command` (torchrun, a run stopped mid-way).
 
 The odd files are built here: PNGs with giant headers or corrupt streams
-under valid checksums, malicious pickles, unreadable paths (as root the
-tools then run in a user namespace where permission bits apply, see
-:func:`unprivileged`) and a small full filesystem (a tmpfs, where the
-machine lets root mount one).
+under valid checksums, malicious pickles, unreadable paths and a small full
+filesystem (a tmpfs, where the machine lets root mount one).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import gc
 import hashlib
 import io
 import logging
+import multiprocessing
 import os
 import pickle
 import random
@@ -101,20 +102,58 @@ def unprivileged(cmd: list[str]) -> list[str]:
     return [*wrapper, *cmd]
 
 
+class _CannotDropRoot(Exception):
+    """This process may not change its user (no CAP_SETUID): drop root in a subprocess instead."""
+
+
+@contextlib.contextmanager
+def _without_root():
+    """This process as ``nobody`` for the length of one in-process run: permission bits apply to it.
+
+    The real and effective user and group become ``nobody`` (what ``os.access``
+    and every open see, as for a user's own process); the saved ones stay
+    root's, which is how they are given back afterwards, even when the run
+    fails.  As anyone but root nothing changes.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    uids, gids, groups = os.getresuid(), os.getresgid(), os.getgroups()
+    try:
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, gids[2])
+        os.setresuid(NOBODY, NOBODY, uids[2])
+    except PermissionError:
+        os.setresgid(*gids)
+        os.setgroups(groups)
+        raise _CannotDropRoot from None
+    try:
+        yield
+    finally:
+        os.setresuid(*uids)
+        os.setresgid(*gids)
+        os.setgroups(groups)
+
+
 def run_tool(tool: str, *args, cwd: Path, timeout: float = TIMEOUT, as_nobody: bool = False,
              python_args: tuple = (), subprocess: bool = False) -> Run:
     """Run one of :data:`TOOLS` with ``args`` in ``cwd``, as ``python <script> ARGS`` would.
 
-    In this process unless the case needs a process of its own: ``as_nobody``
-    (without root's file access: unreadable paths), ``python_args``
-    (interpreter options) or ``subprocess=True`` (anything else a process is
-    needed for).  Both ways give the same :class:`Run`.
+    In this process (see :func:`run_in_process`) unless the case asks for a
+    process of its own with ``subprocess=True`` (signals, import-time
+    behaviour) or gives interpreter options (``python_args``).  ``as_nobody``
+    runs the tool without root's file access (unreadable paths): in this
+    process as ``nobody``, or in a subprocess in a user namespace where this
+    process may not change its user.
     """
     script = REPO / TOOLS[tool]
-    if as_nobody or python_args or subprocess:
-        cmd = [sys.executable, *python_args, str(script), *map(str, args)]
-        return run_command(unprivileged(cmd) if as_nobody else cmd, cwd=cwd, timeout=timeout)
-    return run_in_process(script, list(map(str, args)), cwd=cwd, timeout=timeout)
+    if not (python_args or subprocess):
+        try:
+            return run_in_process(script, list(map(str, args)), cwd=cwd, timeout=timeout, as_nobody=as_nobody)
+        except _CannotDropRoot:
+            pass
+    cmd = [sys.executable, *python_args, str(script), *map(str, args)]
+    return run_command(unprivileged(cmd) if as_nobody else cmd, cwd=cwd, timeout=timeout)
 
 
 def run_command(cmd: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
@@ -256,8 +295,15 @@ def _exit_status(code, stderr) -> int:
     return 1
 
 
-def run_in_process(script: Path, argv: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
-    """``python script ARGV`` in ``cwd``, run in this process (see :func:`run_tool`)."""
+def run_in_process(script: Path, argv: list[str], cwd: Path, timeout: float = TIMEOUT,
+                   as_nobody: bool = False) -> Run:
+    """``python script ARGV`` in ``cwd``, run in this process; ``as_nobody`` without root's file access.
+
+    The script's ``__main__`` block runs as the interpreter would run it
+    (``run_cli`` and its exit statuses included); ``SystemExit`` becomes the
+    exit status, an uncaught exception its traceback on stderr and status 1,
+    and a run past ``timeout`` seconds fails the test as a hang.
+    """
     out, err = io.StringIO(), io.StringIO()
     saved = _GlobalState()
     start = time.monotonic()
@@ -267,11 +313,13 @@ def run_in_process(script: Path, argv: list[str], cwd: Path, timeout: float = TI
             os.chdir(cwd)
             sys.argv[:] = [str(script), *argv]
             try:
-                with _deadline(timeout):
+                with _without_root() if as_nobody else contextlib.nullcontext(), _deadline(timeout):
                     runpy.run_path(str(script), run_name="__main__")
                 rc = 0
             except SystemExit as exc:
                 rc = _exit_status(exc.code, err)
+            except _CannotDropRoot:
+                raise
             except _Hang:
                 pytest.fail(f"hang: {script.name} {' '.join(argv)} still running after {timeout} s")
             except KeyboardInterrupt:  # the interpreter prints it, then ends by SIGINT
@@ -282,7 +330,8 @@ def run_in_process(script: Path, argv: list[str], cwd: Path, timeout: float = TI
                 rc = 1
     finally:
         saved.restore()
-        gc.collect()  # ends what the run left to the collector (data-loader workers, open files)
+        if multiprocessing.active_children():  # data-loader workers the run left to the collector: end them
+            gc.collect()
     return Run(rc, out.getvalue(), err.getvalue(), time.monotonic() - start)
 
 

@@ -125,9 +125,12 @@ def test_a_real_bug_keeps_its_traceback(tool, tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- class 9: exit statuses
 
+EPOCHS = 4  # the signal comes at the first step, 3 steps (seconds) before the first epoch ends
+
+
 def _start_training(tmp_path, *extra):
     data = make_pairs(tmp_path / "train", n=3), make_pairs(tmp_path / "val", n=1)
-    args = train_args(*data, tmp_path / "ck", "OPTIM.BATCH_SIZE", "1", "OPTIM.NUM_EPOCHS", "8", *extra)
+    args = train_args(*data, tmp_path / "ck", "OPTIM.BATCH_SIZE", "1", "OPTIM.NUM_EPOCHS", str(EPOCHS), *extra)
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=tool_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = tmp_path / "ck" / "Deraining" / "DMSR" / "config.yaml"  # written just before the first step
@@ -146,11 +149,11 @@ def test_a_stopped_run_exits_143_and_resumes(sig, tmp_path):
     assert proc.returncode == 143, err[-2000:]
     assert "Traceback" not in err and f"received {sig.name}" in err
     latest = tmp_path / "ck" / "Deraining" / "DMSR" / "model_latest.pth"
-    assert load_checkpoint(latest)["epoch"] < 8
+    assert load_checkpoint(latest)["epoch"] < EPOCHS
     if sig == signal.SIGTERM:  # the pre-empted job goes on where it stopped and finishes: exit 0
         run = run_tool("train", "--resume", *args, cwd=tmp_path)
         expect_ok(run)
-        assert load_checkpoint(latest)["epoch"] == 8
+        assert load_checkpoint(latest)["epoch"] == EPOCHS
 
 
 def _free_port() -> int:

@@ -12,6 +12,8 @@ showing input and output next to each other.  Large photos are processed in
 windows (``--tile``; the model's default, 128 for DMSR), so memory stays
 bounded.  A file that cannot be read is reported and skipped; the others
 are still derained, and the command then fails listing the bad files.
+``--weights`` also takes the name of an authors' released file, e.g.
+``--weights PReNet/Rain100H`` (``docs/MODEL_ZOO.md``).
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ inputs, and printed as the papers' real-rain table (method, NIQE; lower is
 better); the same files hold ``{"<set>": {"niqe", "input_niqe", "n"}}``.
 Images NIQE is undefined for (smaller than 192 pixels both ways, or with a
 flat 96x96 block) are derained and left out of the mean with a warning.
+``--weights`` also takes the name of an authors' released file
+(``--weights BRN/Rain100H``: fetched, verified and cached, and it fixes
+``--model``; see ``docs/MODEL_ZOO.md``).
 ``--input_dir`` may also be a plain folder of images.  ``--tile`` picks the protocol: the model's
 default (128-pixel windows for DMSR, as the authors' release) or 0 for the
 whole image padded to the model's multiple.

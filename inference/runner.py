@@ -18,6 +18,8 @@ from torch import nn
 
 from models import ModelOptionError, build_model, spec_of
 from models import model_names as known_models
+from models.weights import identify as identify_weights
+from models.weights import resolve as resolve_weights
 from utils.checkpoint import (
     FORMAT_NAME,
     CheckpointError,
@@ -68,10 +70,21 @@ def load_model(
     project's format the checkpoint's ``model_name`` is the default ``name``
     and its ``model_kwargs`` are the defaults that ``model_opts`` override.
     Weights may only be left out for a model without parameters (Identity).
+    A string that is not a file may name a released file (``BRN/Rain100H``,
+    :mod:`models.weights`): it is fetched and verified, and it fixes the
+    model and its options, so ``name`` may be None.
     """
+    released = None
+    if weights is not None:
+        weights, released = resolve_weights(weights)
     ckpt = load_checkpoint(weights) if weights is not None else None
+    ours = ckpt is not None and ckpt.get("format") == FORMAT_NAME
+    if released is None and name is None and ckpt is not None and not ours:
+        released = identify_weights(weights)  # a released file by its path fixes the model too
     saved: dict = {}
-    if ckpt is not None and ckpt.get("format") == FORMAT_NAME:
+    if released is not None:
+        name, saved = _released_model(name, released)
+    if ours:
         saved_name, saved = _saved_model(ckpt, weights)
         if name is None:
             name = saved_name
@@ -98,6 +111,14 @@ def load_model(
     if fast:
         model = model.to(memory_format=torch.channels_last)
     return model, name
+
+
+def _released_model(name: str | None, entry) -> tuple[str, dict]:
+    """The model and options a released file is for; another ``--model`` is an error (it could not load)."""
+    if name is not None and name != entry.model:
+        raise UsageError(f"--model {name} does not fit the weights {entry.name}, a {entry.model} file; "
+                         "leave --model out")
+    return entry.model, dict(entry.options)
 
 
 def _saved_model(ckpt: dict, weights) -> tuple[str | None, dict]:
@@ -137,8 +158,11 @@ def derain_image(
 
 def add_model_arguments(parser) -> None:
     """The model, weights, device and speed options shared by test.py and derain.py."""
-    parser.add_argument("--model", help="registered model name (default: the checkpoint's, for this project's format)")
-    parser.add_argument("--weights", help="checkpoint: the authors' format, a bare state dict, or ours")
+    parser.add_argument("--model", help="registered model name (default: the checkpoint's, for this project's format "
+                        "and released files)")
+    parser.add_argument("--weights", help="checkpoint file (the authors' format, a bare state dict, or ours), or the "
+                        "name of a released file, e.g. BRN/Rain100H: fetched, verified and cached "
+                        "(python scripts/weights.py list; --model then defaults to its model)")
     parser.add_argument("--model-opts", "--model_opts", nargs="*", default=None, metavar="KEY=VALUE",
                         help="constructor options, e.g. base_channels=32 (override the checkpoint's model_kwargs)")
     parser.add_argument("--ema", action="store_true", help="use the EMA weights of one of our checkpoints")

@@ -13,9 +13,9 @@ same Y-channel PSNR/SSIM (:mod:`metrics.psnr_ssim`).  Writes
 PSNR/SSIM measured here, and the published figure with its source.
 
 Published figures live in ``models/published.json``.  A weights file is
-recognised by its md5; a published figure is *comparable* only when the
-model, the training set of the weights and the test set (version included)
-are the same - otherwise the closest figure is shown and marked with why it
+recognised by its SHA-256 (the registry ``models/weights.json``); a
+published figure is *comparable* only when the model, the training set of
+the weights and the test set (version included) are the same - otherwise the closest figure is shown and marked with why it
 is not comparable.  Sets without targets are not scored by PSNR/SSIM; the
 no-reference metrics in :data:`NO_REFERENCE_METRICS` (NIQE) are computed
 for them instead.
@@ -23,7 +23,6 @@ for them instead.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -49,29 +48,32 @@ def _niqe(img) -> float:
 NO_REFERENCE_METRICS: dict[str, Callable] = {"NIQE": _niqe}
 
 
-def parse_entry(text: str) -> tuple[str, Path | None]:
-    """``"BRN:path/to/net_latest.pth"`` -> ``("BRN", Path(...))``; a bare name means no weights (Identity)."""
+def parse_entry(text: str) -> tuple[str, str | None]:
+    """``"BRN:path/to/net_latest.pth"`` or ``"BRN:BRN/Rain100H"`` -> ``("BRN", "...")``.
+
+    A bare released name (``BRN/Rain100H``) brings its model; a bare model
+    name means no weights (Identity).  Released names are fetched later, by
+    :func:`models.weights.resolve`.
+    """
     from models import get_model_class
+    from models import weights as released
     from utils.errors import UsageError
 
     name, sep, weights = text.partition(":")
-    if not name or (sep and not weights):
+    if not sep and text in released.registry():
+        name, weights = released.get(text).model, text
+    elif not name or (sep and not weights):
         raise UsageError(f"--models entry {text!r} is not MODEL:WEIGHTS")
     get_model_class(name)  # unknown names list the known ones
-    if not sep:
+    if not weights:
         return name, None
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights of {name} not found: {path}")
-    return name, path
-
-
-def md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    entry = released.registry().get(weights)
+    if entry is not None and entry.model != name:
+        raise UsageError(f"--models entry {text!r}: {weights} is a {entry.model} file, not {name}")
+    if entry is None and not Path(weights).is_file():
+        raise FileNotFoundError(f"weights of {name} not found: {weights} is neither a file nor a released "
+                                f"name{released.did_you_mean(weights)}")
+    return name, weights
 
 
 def load_published(path: Path = PUBLISHED) -> dict:
@@ -79,18 +81,21 @@ def load_published(path: Path = PUBLISHED) -> dict:
         return json.load(f)
 
 
-def identify_weights(data: dict, model: str, path: Path | None) -> dict:
-    """The ``weights`` entry of ``published.json`` for this file (by md5), or a stand-in for unknown files."""
+def identify_weights(model: str, path: Path | None) -> dict:
+    """What the leaderboard says about a weights file: its registry entry (by SHA-256), or a stand-in."""
+    from models import weights as released
+
     if path is None:
         return {"model": model, "label": "none", "trained_on": None, "file": None}
-    md5 = md5_of(path)
-    for entry in data["weights"]:
-        if entry["md5"] == md5:
-            if entry["model"] != model:
-                log.warning("%s is %s's released file %s, but runs as %s", path, entry["model"], entry["file"], model)
-            return {**entry, "path": str(path)}
-    return {"md5": md5, "model": model, "label": f"{path.parent.name}/{path.name}", "trained_on": None,
-            "path": str(path), "file": None}
+    entry = released.identify(path)
+    if entry is None:
+        return {"sha256": released.digests(path)[0], "model": model, "label": f"{path.parent.name}/{path.name}",
+                "trained_on": None, "path": str(path), "file": None}
+    if entry.model != model:
+        log.warning("%s is %s's released file %s, but runs as %s", path, entry.model, entry.name, model)
+    return {"name": entry.name, "sha256": entry.sha256, "md5": entry.md5, "model": entry.model,
+            "label": entry.label, "trained_on": entry.trained_on, "path": str(path),
+            "file": f"{entry.source.repository} {entry.source.path}"}
 
 
 def _version_of(data: dict, test_set: str) -> str:
@@ -229,7 +234,8 @@ def write_outputs(out: Path, meta: dict, rows: list[dict]) -> dict[str, Path]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", required=True, metavar="MODEL:WEIGHTS",
-                   help="registered model and its weights file, e.g. BRN:weights/BRN/Rain100H/net_latest.pth")
+                   help="registered model and its weights file, e.g. BRN:weights/BRN/Rain100H/net_latest.pth, "
+                        "or a released name, alone or after the model: BRN/Rain100H, BRN:BRN/Rain100H")
     p.add_argument("--input_dir", "--input-dir", required=True,
                    help="root holding <dataset>/input (and <dataset>/target), or a plain folder of images")
     p.add_argument("--datasets", nargs="+", default=None, help="sets under --input_dir (each must exist)")
@@ -258,6 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from inference.runner import load_model, resolve_device
     from models.complexity import count_macs, count_parameters
+    from models.weights import resolve
     from utils.files import git_commit
 
     started, commit = time.perf_counter(), git_commit()  # the code that ran, not what changed meanwhile
@@ -266,9 +273,10 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     data = load_published()
     loaded = []  # load everything first: a bad file fails before hours of work
-    for name, path in entries:
+    for name, weights in entries:
+        path = resolve(weights)[0] if weights is not None else None  # a released name: fetched, verified
         model, _ = load_model(name, path, device=device)
-        loaded.append((name, model, identify_weights(data, name, path)))
+        loaded.append((name, model, identify_weights(name, path)))
     rows = []
     for k, (name, model, weights) in enumerate(loaded, 1):
         params, macs = count_parameters(model), count_macs(model, tuple(args.macs_size))

@@ -61,6 +61,8 @@ TOOLS = {
     "evaluate": "evaluate.py",
     "make_demo_data": "scripts/make_demo_data.py",
     "build_store": "scripts/build_store.py",
+    "weights": "scripts/weights.py",
+    "leaderboard": "scripts/leaderboard.py",
 }
 TIMEOUT = 180  # a case that takes longer is a hang
 NOBODY = 65534

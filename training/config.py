@@ -89,6 +89,9 @@ def get_default_config() -> CN:
     c.TRAINING.RESUME = False
     c.TRAINING.TRAIN_PS = 64
     c.TRAINING.VAL_PS = 64  # centre-crop size for validation (0 = whole image)
+    # Validation through the test-time window protocol with windows of this size (0 = the crop or image at once).
+    # Models with global (FFT) mixing and batch norm, like DMSR, are best validated at the size they train on.
+    c.TRAINING.VAL_TILE = 0
     c.TRAINING.TRAIN_DIR = "./Datasets/Synthetic_Rain_Datasets/train"
     c.TRAINING.VAL_DIR = "./Datasets/Synthetic_Rain_Datasets/test/Rain100L"
     # Validation pairs held back from TRAIN_DIR instead of VAL_DIR: a count (20) or a fraction (0.1); 0 = off
@@ -150,7 +153,7 @@ def read_yaml_config(path: Path) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not a valid YAML config: {err}") from None
+        raise ConfigError(f"{path}: not a valid YAML config ({_yaml_problem(err)})") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if data is None:
@@ -159,6 +162,14 @@ def read_yaml_config(path: Path) -> dict:
         raise ConfigError(f"{path}: must hold sections (MODEL:, OPTIM:, ...), found a {type(data).__name__}")
     _check_tree(data, path, set())
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line saying where and what a YAML error is (PyYAML's own message spans several lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
 
 
 def _check_tree(node, path: Path, seen: set[int], key: str = "", depth: int = 0) -> None:
@@ -296,6 +307,7 @@ def validate(cfg: CN) -> None:
         _int(cfg, key, 0)
     _int(cfg, "TRAINING.TRAIN_PS", 1, MAX_PATCH)
     _int(cfg, "TRAINING.VAL_PS", 0, MAX_VAL_PATCH)
+    _int(cfg, "TRAINING.VAL_TILE", 0, MAX_VAL_PATCH)
     _int(cfg, "TRAINING.NUM_WORKERS", 0, 256)
     _int(cfg, "TRAINING.SEED", 0, 2**32 - 1)  # numpy's global seed takes 32 bits
     _int(cfg, "TRAINING.VAL_SPLIT_SEED", 0, 2**63 - 1)
@@ -340,6 +352,10 @@ def _check_model_and_loss(cfg: CN) -> None:
     if ps % spec.pad_multiple or ps < spec.min_size:
         raise ConfigError(f"TRAINING.TRAIN_PS {ps} does not suit {cfg.MODEL.NAME}: patches must be a multiple of "
                           f"{spec.pad_multiple} and at least {spec.min_size} pixels")
+    tile = cfg.TRAINING.VAL_TILE
+    if tile and (tile % spec.pad_multiple or tile < spec.min_size):
+        raise ConfigError(f"TRAINING.VAL_TILE {tile} does not suit {cfg.MODEL.NAME}: windows must be a multiple of "
+                          f"{spec.pad_multiple} and at least {spec.min_size} pixels (or 0)")
     try:
         build_loss(cfg.LOSS.NAME, **config_to_dict(cfg.LOSS.ARGS))
     except (ModelOptionError, UnknownNameError) as err:

@@ -150,7 +150,8 @@ def load_study(path: str | Path, out: str | Path | None = None) -> Study:
     try:
         raw = read_yaml_config(path)
     except ConfigError as err:
-        raise StudyError(str(err).replace("a config", "a study file", 1)) from None
+        text = str(err).replace("YAML config", "YAML study file").replace("config file", "study file")
+        raise StudyError(text.replace("a config", "a study file")) from None
     top = _mapping(raw, str(path), STUDY_KEYS)
     name = _text(top.get("name"), f"{path}: name", path.stem)
     if not _NAME.match(name):

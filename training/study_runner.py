@@ -188,8 +188,7 @@ def _submitit():
 def submit_slurm(study: Study, variants: list[Variant], opts: LaunchOptions) -> list[dict]:
     """Submit one SLURM job per unfinished variant through submitit; returns ``[{variant, job_id, command}]``."""
     submitit = _submitit()
-    if shutil.which("sbatch") is None:
-        raise UsageError("--launcher slurm: sbatch not found on PATH (run this on a SLURM login node)")
+    _check_slurm_tools()
     pending = [v for v in variants if not (finished(study, v) and (not study.test or scored(study, v)))]
     for v in variants:
         if v not in pending:
@@ -227,7 +226,13 @@ def check_launcher(opts: LaunchOptions) -> None:
         raise UsageError(f"--launcher {opts.launcher!r}: use one of {', '.join(LAUNCHERS)}")
     if opts.launcher == "slurm":
         _submitit()
-        if shutil.which("sbatch") is None:
-            raise UsageError("--launcher slurm: sbatch not found on PATH (run this on a SLURM login node)")
+        _check_slurm_tools()
+
+
+def _check_slurm_tools() -> None:
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
+        raise UsageError(f"--launcher slurm: {' and '.join(missing)} not found on PATH (run this on a SLURM "
+                         "login node)")
 
 

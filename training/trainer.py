@@ -27,6 +27,7 @@ from data.loader import build_train_loader, set_epoch
 from data.split import SPLIT_FILE, check_same_split, split_listing, split_pairs
 from data.store import ImageStore
 from inference.padding import forward_padded
+from inference.windows import forward_tiled
 from metrics.psnr_ssim import psnr_y, ssim_y, tensor_psnr
 from models import primary_output
 from utils.checkpoint import (
@@ -288,7 +289,8 @@ class Trainer:
         for inp, tgt, _ in DataLoader(self.val_set, batch_size=1, num_workers=0):
             inp, tgt = inp.to(self.device), tgt.to(self.device)
             with autocast(self.device, self.amp_dtype):
-                out = primary_output(forward_padded(model, inp))
+                tile = self.cfg.TRAINING.VAL_TILE
+                out = forward_tiled(model, inp, tile) if tile else primary_output(forward_padded(model, inp))
             out = out.float().clamp(0, 1)
             psnrs.append(self._score(out, tgt))
             ssims.append(ssim_y(tensor_to_uint8(out[0]), tensor_to_uint8(tgt[0])))

@@ -6,7 +6,8 @@ pairs ``results/DMSR/<dataset>/*`` with ``<gt_dir>/<dataset>/target/*`` by
 file name (``rain-001``/``norain-001`` style names pair too), and prints the
 table of the papers.  The numbers equal those of ``evaluate_PSNR_SSIM.m``
 (MATLAB or GNU Octave).  A result or target without a partner is an error
-listing them; so is a pair of different sizes.
+listing them; so is a pair of different sizes.  The JSON records which known
+version of each set the targets are (``"version"``, see ``docs/DATA.md``).
 
 Results of real rainy photos have no targets; score them with the
 no-reference NIQE (lower is better), which needs no ``--gt_dir``:
@@ -27,6 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.folders import pair_files
+from data.provenance import set_version
 from data.testsets import STANDARD_DATASETS
 from metrics.report import (
     DEFAULT_METRICS,
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, set_pairs in pairs.items():
         progress = partial(tqdm, total=len(set_pairs), desc=name, unit="img", disable=not sys.stderr.isatty())
         summaries[name] = summarize(score_pairs(set_pairs, args.workers, progress, args.metrics), args.metrics)
+        if needs_target(args.metrics):
+            summaries[name]["version"] = set_version(None, [target for _, target in set_pairs])
     report = make_report(summaries)
     print(format_table(report, title=f"{result_dir}: {describe(report)}"))
     if args.json:

@@ -6,7 +6,8 @@
 writes ``results/DMSR/<dataset>/<input stem>.png`` for every set found
 (Test100 Rain100H Rain100L Test2800 Test1200 by default) and, for the sets
 that have a ``target`` folder, prints and saves the Y-channel PSNR/SSIM
-table (``results/DMSR/scores.json`` and ``.csv``).  Sets without targets
+table (``results/DMSR/scores.json`` and ``.csv``; the JSON also records which
+known version of each set was scored, see ``docs/DATA.md``).  Sets without targets
 (real rainy photos) are scored with NIQE, of the outputs and of the rainy
 inputs, and printed as the papers' real-rain table (method, NIQE; lower is
 better); the same files hold ``{"<set>": {"niqe", "input_niqe", "n"}}``.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from data.provenance import set_version
 from data.testsets import STANDARD_DATASETS, check_result_paths, find_test_sets, result_path
 from inference.runner import (
     add_model_arguments,
@@ -40,6 +42,7 @@ from inference.windows import check_tile
 from metrics.niqe import NIQEError
 from metrics.report import (
     describe,
+    describe_version,
     format_method_table,
     format_table,
     make_report,
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     json_path = Path(args.json) if args.json else out_root / "scores.json"
     csv_path = Path(args.csv) if args.csv else out_root / "scores.csv"
     check_result_paths(sets, out_root, [] if args.no_score else [json_path, csv_path])
+    versions = {s.name: set_version(s.inputs, s.targets) for s in sets if s.targets and not args.no_score}
+    for set_name, version in versions.items():
+        log.info("%s: %s", set_name, describe_version(version))
     tile = args.tile if args.tile is not None else spec_of(model).default_tile
     check_tile(model, tile)
     log.info("%s on %s, %s", name, device, f"{tile}x{tile} windows" if tile else "whole images")
@@ -106,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %d images written to %s", test_set.name, len(test_set.inputs), out_dir)
         if scores:
             summaries[test_set.name] = summarize(scores, ("niqe", "input_niqe") if no_reference else ("psnr", "ssim"))
+            if test_set.name in versions:
+                summaries[test_set.name]["version"] = versions[test_set.name]
 
     if summaries:
         report = make_report(summaries)
-        paired = {k: {m: v for m, v in s.items() if m in ("psnr", "ssim", "n", "identical", "psnr_others")}
+        paired = {k: {m: v for m, v in s.items() if m in ("psnr", "ssim", "n", "identical", "psnr_others", "version")}
                   for k, s in report.items() if "psnr" in s}
         if paired:
             print(format_table(paired, title=f"{name}: {describe(paired)}"))

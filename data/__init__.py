@@ -9,7 +9,11 @@
 
 Test sets (whole images, optional targets) are found by
 :func:`data.testsets.find_test_sets`; dataset folders are paired and
-checked by :mod:`data.folders`.
+checked by :mod:`data.folders`.  Which known set version a folder holds
+(:mod:`data.manifest`, ``data/manifests/``), its duplicate images
+(:mod:`data.duplicates`) and the checks built on them (``check_data.py``,
+score versions, training start-up warnings: :mod:`data.provenance`) are
+described in ``docs/DATA.md``.
 """
 from __future__ import annotations
 

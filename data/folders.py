@@ -21,6 +21,7 @@ every offending file.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from utils.errors import UserError
-from utils.image_io import ImageReadError, list_images, read_image
+from utils.image_io import ImageReadError, decode_image, list_images, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -142,33 +143,54 @@ def inspect_image(path: Path, verify: bool = True) -> tuple[tuple[int, int] | No
     """``((height, width), None)`` for a readable image, ``(None, reason)`` otherwise.
 
     Reads the header with Pillow and, with ``verify``, checks the file's
-    structure (chunk checksums for PNG) and then decodes it with
-    :func:`~utils.image_io.read_image`, the reader training uses, so that a
-    file with valid checksums but a corrupt compressed stream is found too.
-    Without ``verify`` only the header is read; the size is the size
-    ``read_image`` returns: EXIF orientation is applied for JPEG, TIFF and
-    WebP (for PNG it would cost a full decode).  A file Pillow rejects is
-    decoded with ``read_image`` before it is reported (Pillow lacks some
-    formats and modes OpenCV reads).
+    structure and decodes it (:func:`load_checked`).  Without ``verify`` only
+    the header is read; the size is the size ``read_image`` returns: EXIF
+    orientation is applied for JPEG, TIFF and WebP (for PNG it would cost a
+    full decode).
     """
+    if verify:
+        img, reason = load_checked(path)
+        return (img.shape[:2], None) if img is not None else (None, reason)
+    size, reason = _pillow_check(path, path.suffix, verify=False)
+    if size is not None:
+        return size, None
+    try:  # a file Pillow rejects may still be one OpenCV reads
+        return read_image(path).shape[:2], None
+    except ImageReadError as err:
+        return None, reason or str(err)
+
+
+def load_checked(path: Path, data: bytes | None = None) -> tuple[np.ndarray | None, str | None]:
+    """``(image, None)`` for a sound image file, ``(None, reason)`` otherwise: the check every dataset runs.
+
+    Pillow checks the file's structure (chunk checksums for PNG), then the
+    file is decoded as training decodes it (:func:`~utils.image_io.read_image`),
+    so a file with valid checksums but a corrupt compressed stream is found
+    too.  A file Pillow rejects is still accepted when OpenCV decodes it
+    (Pillow lacks some formats and modes OpenCV reads).  ``data``: the file's
+    bytes when the caller has read them already (the file is then not read again).
+    """
+    _, reason = _pillow_check(path if data is None else io.BytesIO(data), path.suffix, verify=True)
     try:
-        with Image.open(path) as im:
+        img = read_image(path) if data is None else decode_image(data, path)
+    except ImageReadError as err:
+        return None, reason or str(err)
+    return img, None
+
+
+def _pillow_check(source: Path | io.BytesIO, suffix: str, verify: bool) -> tuple[tuple[int, int] | None, str | None]:
+    """Pillow's view of an image file: ``((height, width), None)`` (EXIF orientation applied), or ``(None, reason)``."""
+    try:
+        with Image.open(source) as im:
             width, height = im.size
-            if path.suffix.lower() in _HEADER_EXIF_SUFFIXES:
+            if suffix.lower() in _HEADER_EXIF_SUFFIXES:
                 if im.getexif().get(_EXIF_ORIENTATION, 1) in _SWAPPING_ORIENTATIONS:
                     width, height = height, width
             if verify:
                 im.verify()
-        if not verify:
-            return (height, width), None
-        reason = None
+        return (height, width), None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError) as err:
-        reason = f"{type(err).__name__}: {err}"
-    try:
-        img = read_image(path)
-    except ImageReadError as err:
-        return None, reason or str(err)
-    return img.shape[:2], None
+        return None, f"{type(err).__name__}: {err}"
 
 
 def _inspect_all(paths: list[Path], verify: bool) -> list[tuple[tuple[int, int] | None, str | None]]:
@@ -197,9 +219,25 @@ def scan_pairs(root: str | os.PathLike, verify: bool = True) -> list[ImagePair]:
     if not pairs:
         raise DatasetError(f"{root}: no image pairs in {input_dir} and {target_dir}")
     results = _inspect_all([p for pair in pairs for p in pair], verify)
+    problems, records = check_pairs(pairs, [(results[2 * k], results[2 * k + 1]) for k in range(len(pairs))])
+    if problems:
+        raise DatasetError(format_problems(str(root), problems))
+    logger.info("%s: %d pairs checked", root, len(records))
+    return records
+
+
+Inspection = tuple[tuple[int, int] | None, str | None]  # ((height, width), None) or (None, why unreadable)
+
+
+def check_pairs(pairs: list[tuple[Path, Path]], results: list[tuple[Inspection, Inspection]]
+                ) -> tuple[list[str], list[ImagePair]]:
+    """``(problems, records)`` of paired files from their inspections (see :func:`inspect_image`).
+
+    A problem is an unreadable image or a pair whose sizes differ; every
+    sound pair becomes an :class:`ImagePair`.
+    """
     problems, records = [], []
-    for k, (inp, tgt) in enumerate(pairs):
-        (size_in, err_in), (size_tgt, err_tgt) = results[2 * k], results[2 * k + 1]
+    for (inp, tgt), ((size_in, err_in), (size_tgt, err_tgt)) in zip(pairs, results):
         for path, err in ((inp, err_in), (tgt, err_tgt)):
             if err is not None:
                 problems.append(f"unreadable image {path} ({err})")
@@ -209,10 +247,7 @@ def scan_pairs(root: str | os.PathLike, verify: bool = True) -> list[ImagePair]:
             problems.append(f"size mismatch: {inp} is {_hw(size_in)} but {tgt} is {_hw(size_tgt)}")
             continue
         records.append(ImagePair(inp.stem, inp, tgt, *size_in))
-    if problems:
-        raise DatasetError(format_problems(str(root), problems))
-    logger.info("%s: %d pairs checked", root, len(records))
-    return records
+    return problems, records
 
 
 def _hw(size: tuple[int, int]) -> str:

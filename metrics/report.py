@@ -11,7 +11,10 @@ column.  Sets without targets are scored with the no-reference NIQE
 (:mod:`metrics.niqe`, lower is better): ``{"RealRain147": {"niqe": 4.1, "n": 147}}``
 (``test.py`` adds ``"input_niqe"``, the rainy inputs' score).  Each set
 carries the metrics it was scored with; ``average`` holds, per metric, the
-mean over the sets that have it.
+mean over the sets that have it.  A set scored against targets also records
+the known version of its data (``"version": {"set", "version", "status", ...}``,
+:func:`data.provenance.set_version`): scores are comparable with published
+ones only on the same version.
 """
 from __future__ import annotations
 
@@ -129,7 +132,7 @@ def summarize(scores: list[tuple[float, ...]], metrics: tuple[str, ...] = DEFAUL
     return summary
 
 
-_NOT_METRICS = ("n", "identical", "psnr_others")
+_NOT_METRICS = ("n", "identical", "psnr_others", "version")
 
 
 def _metric_keys(report: Mapping[str, dict]) -> list[str]:
@@ -174,11 +177,26 @@ def format_table(report: Mapping[str, dict], title: str | None = None) -> str:
         for name, s in report.items()
     ))
     for name, s in report.items():
+        if "version" in s:
+            lines.append(f"data: {name}: {describe_version(s['version'])}")
+    for name, s in report.items():
         if s.get("identical"):
             others = f"; mean PSNR of the other images: {s['psnr_others']:.4f} dB" if "psnr_others" in s else ""
             lines.append(f"note: {name}: {s['identical']} of {s['n']} result(s) identical to the target, so the "
                          f"PSNR is infinite (null in the JSON){others}")
     return "\n".join(lines)
+
+
+def describe_version(version: Mapping) -> str:
+    """One line for the known set version a report records (see ``data.provenance.set_version``)."""
+    if version.get("status") not in ("exact", "partial"):
+        return "not a known version of a set (scores comparable with no published figure)"
+    text = f"{version['set']} {version['version']}, {version['status']}"
+    if version["status"] == "partial":
+        counts = ", ".join(f"{version[k]} {k}" for k in ("modified", "missing", "extra") if version.get(k))
+        same = "; the same pixels" if version.get("same_pixels") else ""
+        text += f" ({version['matched']} of {version['of']} files match; {counts}{same})"
+    return text
 
 
 def format_method_table(set_name: str, n: int, niqe_by_method: Mapping[str, float]) -> str:

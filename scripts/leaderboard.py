@@ -103,13 +103,18 @@ def _version_of(data: dict, test_set: str) -> str:
     return about.get("version_of", test_set) if isinstance(about, dict) else test_set
 
 
-def published_figure(data: dict, model: str, trained_on: str | None, dataset: str) -> dict | None:
+def published_figure(data: dict, model: str, trained_on: str | None, dataset: str,
+                     version: dict | None = None) -> dict | None:
     """The published figure to show beside a measured row, with ``comparable`` and, if not, ``why``.
 
     Candidates are the model's figures on ``dataset`` or on another version
     of it.  An exact match (same training set and test set) wins; otherwise
     a figure for the same training set on another version of the test set,
-    then one on the same test set for other training data.
+    then one on the same test set for other training data.  ``version`` is
+    the known version of the measured files (``data.provenance.set_version``):
+    for a set with manifests, the figure is comparable only on a complete copy
+    of the version it was measured on (``note`` says when the source does not
+    name its version).
     """
     candidates = [p for p in data["published"]
                   if p["model"] == model and dataset in (p["test_set"], _version_of(data, p["test_set"]))]
@@ -128,9 +133,33 @@ def published_figure(data: dict, model: str, trained_on: str | None, dataset: st
         why.append("training set of these weights unknown")
     elif best["trained_on"] != trained_on:
         why.append(f"published model trained on {best['trained_on']}, these weights on {trained_on}")
+    best["note"] = ""
+    if version is not None and best["test_set"] == dataset:
+        reason, best["note"] = _version_check(dataset, best.get("test_version", "unknown"), version)
+        why += reason
     best["comparable"] = not why
     best["why"] = "; ".join(why)
     return best
+
+
+def _version_check(dataset: str, published: str, version: dict) -> tuple[list[str], str]:
+    """``(reasons not comparable, note)`` from the published figure's test-set version and the measured one's."""
+    from data.manifest import load_manifests
+
+    if dataset not in {m.set for m in load_manifests()}:
+        return [], ""  # no manifest of this set: its version cannot be checked
+    if version["status"] == "unknown":
+        return [f"the {dataset} files measured are not a known version of {dataset}"], ""
+    if version["set"] != dataset:
+        return [f"the files measured as {dataset} are {version['set']} {version['version']}"], ""
+    if version["status"] != "exact" and not version.get("same_pixels"):
+        return [f"measured on a partial copy of {dataset} {version['version']} "
+                f"({version['matched']} of {version['of']} files match)"], ""
+    if published == "unknown":
+        return [], f"the source does not say which version of {dataset} it used; measured on {version['version']}"
+    if published != version["version"]:
+        return [f"published on {dataset} {published}, measured on {version['version']}"], ""
+    return [], ""
 
 
 def machine_description(device) -> str:
@@ -206,7 +235,8 @@ def table_rows(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
                 f"{r['seconds_per_image']:.2f}", _fmt(r.get("psnr"), 4), _fmt(r.get("ssim"), 4),
                 *[_fmt(r["no_reference"].get(k), 4) for k in no_ref],
                 f"{pub['psnr']:.2f}/{pub['ssim']:.3f}" if pub else "—", pub["source"] if pub else "—",
-                ("yes" if pub["comparable"] else f"no: {pub['why']}") if pub else "—",
+                (("yes" + (f" ({pub['note']})" if pub.get("note") else "")) if pub["comparable"]
+                 else f"no: {pub['why']}") if pub else "—",
             ])
     return header, cells
 
@@ -262,6 +292,7 @@ def find_sets(input_dir: Path, datasets: list[str] | None):
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from data.provenance import set_version
     from inference.runner import load_model, resolve_device
     from models.complexity import count_macs, count_parameters
     from models.weights import resolve
@@ -277,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
         path = resolve(weights)[0] if weights is not None else None  # a released name: fetched, verified
         model, _ = load_model(name, path, device=device)
         loaded.append((name, model, identify_weights(name, path)))
+    versions = {s.name: set_version(s.inputs, s.targets) for s in sets if s.targets}
     rows = []
     for k, (name, model, weights) in enumerate(loaded, 1):
         params, macs = count_parameters(model), count_macs(model, tuple(args.macs_size))
@@ -288,8 +320,9 @@ def main(argv: list[str] | None = None) -> dict:
                 log.info("%s: PSNR %.4f dB, SSIM %.4f", tag, row["psnr"], row["ssim"])
             elif not NO_REFERENCE_METRICS:
                 log.info("%s: no targets, not scored (no no-reference metric registered)", tag)
-            row.update(model=name, weights=weights, params=params, macs=macs,
-                       published=published_figure(data, name, weights["trained_on"], test_set.name))
+            row.update(model=name, weights=weights, params=params, macs=macs, version=versions.get(test_set.name),
+                       published=published_figure(data, name, weights["trained_on"], test_set.name,
+                                                  versions.get(test_set.name)))
             rows.append(row)
     meta = {
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),

@@ -63,6 +63,7 @@ TOOLS = {
     "build_store": "scripts/build_store.py",
     "weights": "scripts/weights.py",
     "leaderboard": "scripts/leaderboard.py",
+    "check_data": "scripts/check_data.py",
 }
 TIMEOUT = 180  # a case that takes longer is a hang
 NOBODY = 65534

@@ -94,7 +94,13 @@ def test_test_py_then_evaluate_py_on_rain100h(subset, tmp_path, tile, caplog):
     ev_json = tmp_path / "evaluate.json"
     assert evaluate.main(["--result_dir", str(results / "Identity"), "--gt_dir", str(subset),
                           "--json", str(ev_json)]) == 0
-    assert json.loads(ev_json.read_text()) == report  # same code, same numbers, same shape
+    evaluated = json.loads(ev_json.read_text())
+    # Both record the known version of the files they scored: test.py inputs and targets, evaluate.py targets.
+    assert report["Rain100H"].pop("version") == {"set": "Rain100H", "version": "480x320", "status": "partial",
+                                                 "matched": 10, "of": 200, "modified": 0, "reencoded": 0,
+                                                 "missing": 190, "extra": 0, "same_pixels": False}
+    assert evaluated["Rain100H"].pop("version")["of"] == 100
+    assert evaluated == report  # same code, same numbers, same shape
 
 
 def test_rainy_input_scores_the_published_figures(tmp_path):
@@ -279,6 +285,7 @@ def test_evaluate_psnr_ssim_niqe_together(subset, tmp_path):
     report = json.loads(out.read_text())
     direct = _direct_scores(pair_files(results / "Rain100H", subset / "Rain100H" / "target"))
     inputs = list_images(results / "Rain100H")
+    assert report["Rain100H"].pop("version")["matched"] == 5  # the targets: 5 of Rain100H 480x320's 100
     assert report["Rain100H"] == {"psnr": pytest.approx(direct["psnr"], abs=1e-9),
                                   "ssim": pytest.approx(direct["ssim"], abs=1e-12),
                                   "niqe": pytest.approx(np.mean([niqe(read_image(p)) for p in inputs]), abs=1e-12),

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from data import build_dataset
 from data.folders import DatasetError, ImagePair, scan_pairs
 from data.loader import build_train_loader, set_epoch
+from data.provenance import warn_about_data
 from data.split import SPLIT_FILE, check_same_split, split_listing, split_pairs
 from data.store import ImageStore
 from inference.padding import forward_padded
@@ -333,6 +334,7 @@ class Trainer:
             raise TrainingError(refusal)
         if self.is_main:  # train.log of this run only: a refused run leaves an earlier run's log alone
             self._setup_logging()
+            warn_about_data(self.train_set, self.val_set, None if self.val_pairs else t.VAL_DIR)
         if self.val_pairs:
             problem = broadcast_object(self._record_split(resume) if self.is_main else None, self.dist)
             if problem:

@@ -104,8 +104,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as err:
         raise ImageReadError(f"cannot read image {path}: {err.strerror or err}") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes | np.ndarray, source: str | os.PathLike) -> np.ndarray:
+    """Decode the bytes of an image file (``source`` names it) exactly as :func:`read_image` does.
+
+    For callers that need the file's bytes too (hashing them), so the file is read once.
+    """
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if data.size:
-        check_header(data, str(path))
+        check_header(data, str(source))
     # IMREAD_UNCHANGED keeps 16-bit and alpha but ignores EXIF orientation,
     # so orientation is applied separately (photos from phones need it).
     try:
@@ -113,17 +122,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except cv2.error:  # OpenCV's own size limit or a decoder failure
         img = None
     if img is None or img.size == 0:
-        raise ImageReadError(f"cannot decode image (corrupt or not an image): {path}")
-    img = to_uint8_rgb(img, source=str(path))
+        raise ImageReadError(f"cannot decode image (corrupt or not an image): {source}")
+    img = to_uint8_rgb(img, source=str(source))
     if b"Exif" in data[:65536].tobytes() or b"eXIf" in data.tobytes():
-        img = _apply_exif_orientation(img, path)
+        img = _apply_exif_orientation(img, data)
     return img
 
 
-def _apply_exif_orientation(img: np.ndarray, path: Path) -> np.ndarray:
+def _apply_exif_orientation(img: np.ndarray, data: np.ndarray) -> np.ndarray:
     """Turn a photo upright by its EXIF orientation tag (only called when the file has EXIF data)."""
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(memoryview(data))) as im:
             orientation = im.getexif().get(0x0112, 1)
     except (OSError, ValueError, SyntaxError):
         return img

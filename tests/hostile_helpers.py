@@ -106,36 +106,47 @@ def unprivileged(cmd: list[str]) -> list[str]:
 
 
 class _CannotDropRoot(Exception):
-    """This process may not change its user (no CAP_SETUID): drop root in a subprocess instead."""
+    """This process cannot run the tool as ``nobody``: no right to change its user, or the code is out of
+    ``nobody``'s reach (a clone in a private folder); a subprocess in a user namespace does it instead."""
 
 
 @contextlib.contextmanager
-def _without_root():
+def _without_root(script: Path):
     """This process as ``nobody`` for the length of one in-process run: permission bits apply to it.
 
     The real and effective user and group become ``nobody`` (what ``os.access``
     and every open see, as for a user's own process); the saved ones stay
     root's, which is how they are given back afterwards, even when the run
-    fails.  As anyone but root nothing changes.
+    fails.  Raises :class:`_CannotDropRoot` where ``nobody`` could not read
+    ``script`` or the Python packages it imports.  As anyone but root nothing
+    changes.
     """
     if os.geteuid() != 0:
         yield
         return
     uids, gids, groups = os.getresuid(), os.getresgid(), os.getgroups()
+
+    def give_back():
+        os.setresuid(*uids)
+        os.setresgid(*gids)
+        os.setgroups(groups)
+
     try:
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, gids[2])
         os.setresuid(NOBODY, NOBODY, uids[2])
     except PermissionError:
-        os.setresgid(*gids)
-        os.setgroups(groups)
+        with contextlib.suppress(PermissionError):  # whatever part of the change was allowed
+            give_back()
         raise _CannotDropRoot from None
+    code = [script, *(Path(m.__file__).parent for m in (torch, os, np))]
+    if not all(os.access(p, os.R_OK) for p in code):
+        give_back()
+        raise _CannotDropRoot
     try:
         yield
     finally:
-        os.setresuid(*uids)
-        os.setresgid(*gids)
-        os.setgroups(groups)
+        give_back()
 
 
 def run_tool(tool: str, *args, cwd: Path, timeout: float = TIMEOUT, as_nobody: bool = False,
@@ -316,7 +327,7 @@ def run_in_process(script: Path, argv: list[str], cwd: Path, timeout: float = TI
             os.chdir(cwd)
             sys.argv[:] = [str(script), *argv]
             try:
-                with _without_root() if as_nobody else contextlib.nullcontext(), _deadline(timeout):
+                with _without_root(script) if as_nobody else contextlib.nullcontext(), _deadline(timeout):
                     runpy.run_path(str(script), run_name="__main__")
                 rc = 0
             except SystemExit as exc:

@@ -1,25 +1,49 @@
 """Shared pieces of the hostile-input suite (``tests/test_hostile_*.py``).
 
-Every case runs one command-line tool in a subprocess, as a user would, and
-checks what the issue asks of each bad input or fault: the exit status, a
-message naming the culprit, no Python traceback, a bounded time, and that
-the user's files are intact (no partial ``.tmp`` left either).  The odd files
-are built here: PNGs with giant headers or corrupt streams under valid
-checksums, malicious pickles, unreadable paths (as root the tools then run
-in a user namespace where permission bits apply, see :func:`unprivileged`)
-and a small full filesystem (a tmpfs, where the machine lets root mount one).
+Every case runs one command-line tool as a user would and checks what the
+issue asks of each bad input or fault: the exit status, a message naming the
+culprit, no Python traceback, a bounded time, and that the user's files are
+intact (no partial ``.tmp`` left either).
+
+:func:`run_tool` runs the tool's script in this process by default, exactly
+as ``python script.py ARGS`` would run it (its ``__main__`` block, hence
+``run_cli`` and its exit statuses), with its output captured, an uncaught
+exception printed as the interpreter prints it, and every piece of global
+state a tool may touch put back afterwards (see :class:`_GlobalState`).  A
+case costs milliseconds instead of the ~3 s a new interpreter spends
+importing torch.  Unreadable paths are tested as ``nobody`` (``as_nobody``):
+as root, this process takes that user for the run (see
+:func:`_without_root`).  What needs a process of its own keeps one:
+interpreter options (``python_args``) and anything a test asks for with
+``subprocess=True`` (exit statuses on signals, import-time behaviour); such
+tests may also call :func:`run_command` (torchrun, a run stopped mid-way).
+
+The odd files are built here: PNGs with giant headers or corrupt streams
+under valid checksums, malicious pickles, unreadable paths and a small full
+filesystem (a tmpfs, where the machine lets root mount one).
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
+import io
+import logging
+import multiprocessing
 import os
 import pickle
+import random
+import runpy
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +108,68 @@ def unprivileged(cmd: list[str]) -> list[str]:
     return [*wrapper, *cmd]
 
 
+class _CannotDropRoot(Exception):
+    """This process cannot run the tool as ``nobody``: no right to change its user, or the code is out of
+    ``nobody``'s reach (a clone in a private folder); a subprocess in a user namespace does it instead."""
+
+
+@contextlib.contextmanager
+def _without_root(script: Path):
+    """This process as ``nobody`` for the length of one in-process run: permission bits apply to it.
+
+    The real and effective user and group become ``nobody`` (what ``os.access``
+    and every open see, as for a user's own process); the saved ones stay
+    root's, which is how they are given back afterwards, even when the run
+    fails.  Raises :class:`_CannotDropRoot` where ``nobody`` could not read
+    ``script`` or the Python packages it imports.  As anyone but root nothing
+    changes.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    uids, gids, groups = os.getresuid(), os.getresgid(), os.getgroups()
+
+    def give_back():
+        os.setresuid(*uids)
+        os.setresgid(*gids)
+        os.setgroups(groups)
+
+    try:
+        os.setgroups([])
+        os.setresgid(NOBODY, NOBODY, gids[2])
+        os.setresuid(NOBODY, NOBODY, uids[2])
+    except PermissionError:
+        with contextlib.suppress(PermissionError):  # whatever part of the change was allowed
+            give_back()
+        raise _CannotDropRoot from None
+    code = [script, *(Path(m.__file__).parent for m in (torch, os, np))]
+    if not all(os.access(p, os.R_OK) for p in code):
+        give_back()
+        raise _CannotDropRoot
+    try:
+        yield
+    finally:
+        give_back()
+
+
 def run_tool(tool: str, *args, cwd: Path, timeout: float = TIMEOUT, as_nobody: bool = False,
-             python_args: tuple = ()) -> Run:
-    """Run one of :data:`TOOLS` with ``args``; ``as_nobody`` without root's file access (unreadable paths)."""
-    cmd = [sys.executable, *python_args, str(REPO / TOOLS[tool]), *map(str, args)]
+             python_args: tuple = (), subprocess: bool = False) -> Run:
+    """Run one of :data:`TOOLS` with ``args`` in ``cwd``, as ``python <script> ARGS`` would.
+
+    In this process (see :func:`run_in_process`) unless the case asks for a
+    process of its own with ``subprocess=True`` (signals, import-time
+    behaviour) or gives interpreter options (``python_args``).  ``as_nobody``
+    runs the tool without root's file access (unreadable paths): in this
+    process as ``nobody``, or in a subprocess in a user namespace where this
+    process may not change its user.
+    """
+    script = REPO / TOOLS[tool]
+    if not (python_args or subprocess):
+        try:
+            return run_in_process(script, list(map(str, args)), cwd=cwd, timeout=timeout, as_nobody=as_nobody)
+        except _CannotDropRoot:
+            pass
+    cmd = [sys.executable, *python_args, str(script), *map(str, args)]
     return run_command(unprivileged(cmd) if as_nobody else cmd, cwd=cwd, timeout=timeout)
 
 
@@ -98,6 +180,176 @@ def run_command(cmd: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
     except subprocess.TimeoutExpired:
         pytest.fail(f"hang: {' '.join(cmd)} still running after {timeout} s")
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+class _Hang(BaseException):
+    """Raised by the timer in a tool that runs past its time (a BaseException: no tool may swallow it)."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise :class:`_Hang` in the main thread after ``seconds`` (what a subprocess's timeout does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ring(signum, frame):
+        raise _Hang
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The interpreter's warning output, to the tool's (captured) stderr rather than to pytest's record."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+class _GlobalState:
+    """What a tool's run may change in its process, saved before and put back after an in-process run.
+
+    A fresh interpreter starts each tool with no logging handlers, default
+    warning filters and this project's environment; a test in pytest has
+    other values, and the next test must not see what the tool left (its
+    signal handlers, deterministic-algorithm switch, logger levels, seeds).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGPIPE,
+               signal.SIGCHLD)
+    TORCH_FLAGS = (  # (object, attribute) pairs a tool may switch
+        (torch.backends.cudnn, "benchmark"), (torch.backends.cudnn, "deterministic"),
+        (torch.backends.cudnn, "enabled"), (torch.backends.cudnn, "allow_tf32"),
+        (torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.mkldnn, "enabled"))
+
+    def __init__(self):
+        root = logging.getLogger()
+        self.cwd = os.getcwd()
+        self.argv, self.path, self.environ = list(sys.argv), list(sys.path), dict(os.environ)
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+        self.excepthooks = sys.excepthook, threading.excepthook
+        self.handlers, self.level = list(root.handlers), root.level
+        self.loggers = {name: (lg.level, lg.disabled, list(lg.handlers), lg.propagate)
+                        for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+        self.raise_exceptions, self.disable = logging.raiseExceptions, logging.root.manager.disable
+        self.signals = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        self.threads, self.grad = torch.get_num_threads(), torch.is_grad_enabled()
+        self.deterministic = (torch.are_deterministic_algorithms_enabled(),
+                              torch.is_deterministic_algorithms_warn_only_enabled())
+        self.dtype, self.matmul = torch.get_default_dtype(), torch.get_float32_matmul_precision()
+        self.anomaly = torch.is_anomaly_enabled()
+        self.flags = [getattr(obj, name) for obj, name in self.TORCH_FLAGS]
+        self.rng = random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+    @staticmethod
+    def fresh_process() -> None:
+        """Make this process look, to a tool, like the interpreter it would start in."""
+        root = logging.getLogger()
+        for handler in list(root.handlers):  # pytest's capture handlers: basicConfig must install its own
+            root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            os.environ.pop(key, None)
+        warnings.resetwarnings()  # the interpreter's default filters, printing to the tool's stderr
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+        warnings.showwarning = _print_warning
+
+    def restore(self) -> None:
+        os.chdir(self.cwd)
+        sys.argv[:], sys.path[:] = self.argv, self.path
+        if dict(os.environ) != self.environ:
+            os.environ.clear()
+            os.environ.update(self.environ)
+        os.umask(self.umask)
+        sys.excepthook, threading.excepthook = self.excepthooks
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if handler not in self.handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.handlers[:] = self.handlers
+        root.setLevel(self.level)
+        for name, (level, disabled, handlers, propagate) in self.loggers.items():  # new ones are left as made
+            lg = logging.getLogger(name)
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            if lg.level != level:
+                lg.setLevel(level)  # also clears the loggers' cached levels
+            lg.disabled, lg.handlers[:], lg.propagate = disabled, handlers, propagate
+        logging.raiseExceptions = self.raise_exceptions
+        logging.disable(self.disable)
+        for sig, handler in self.signals.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        torch.set_num_threads(self.threads)
+        torch.set_grad_enabled(self.grad)
+        torch.use_deterministic_algorithms(self.deterministic[0], warn_only=self.deterministic[1])
+        torch.set_default_dtype(self.dtype)
+        torch.set_float32_matmul_precision(self.matmul)
+        torch.autograd.set_detect_anomaly(self.anomaly)
+        for (obj, name), value in zip(self.TORCH_FLAGS, self.flags):
+            setattr(obj, name, value)
+        random.setstate(self.rng[0])
+        np.random.set_state(self.rng[1])
+        torch.set_rng_state(self.rng[2])
+
+
+def _exit_status(code, stderr) -> int:
+    """What the interpreter makes of ``SystemExit(code)``: None is 0, text is printed and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=stderr)
+    return 1
+
+
+def run_in_process(script: Path, argv: list[str], cwd: Path, timeout: float = TIMEOUT,
+                   as_nobody: bool = False) -> Run:
+    """``python script ARGV`` in ``cwd``, run in this process; ``as_nobody`` without root's file access.
+
+    The script's ``__main__`` block runs as the interpreter would run it
+    (``run_cli`` and its exit statuses included); ``SystemExit`` becomes the
+    exit status, an uncaught exception its traceback on stderr and status 1,
+    and a run past ``timeout`` seconds fails the test as a hang.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    saved = _GlobalState()
+    start = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            _GlobalState.fresh_process()
+            os.chdir(cwd)
+            sys.argv[:] = [str(script), *argv]
+            try:
+                with _without_root(script) if as_nobody else contextlib.nullcontext(), _deadline(timeout):
+                    runpy.run_path(str(script), run_name="__main__")
+                rc = 0
+            except SystemExit as exc:
+                rc = _exit_status(exc.code, err)
+            except _CannotDropRoot:
+                raise
+            except _Hang:
+                pytest.fail(f"hang: {script.name} {' '.join(argv)} still running after {timeout} s")
+            except KeyboardInterrupt:  # the interpreter prints it, then ends by SIGINT
+                traceback.print_exc(file=err)
+                rc = -signal.SIGINT
+            except BaseException:  # an uncaught exception: the interpreter prints it and exits 1
+                traceback.print_exc(file=err)
+                rc = 1
+    finally:
+        saved.restore()
+        if multiprocessing.active_children():  # data-loader workers the run left to the collector: end them
+            gc.collect()
+    return Run(rc, out.getvalue(), err.getvalue(), time.monotonic() - start)
 
 
 def expect_error(run: Run, *culprits, rc: int = 1) -> None:

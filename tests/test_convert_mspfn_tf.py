@@ -25,8 +25,6 @@ from scripts.convert_mspfn_tf import TF_MISSING, ConversionInputError
 from scripts.convert_mspfn_tf import main as convert
 from utils.checkpoint import FORMAT_NAME, FORMAT_VERSION, load_checkpoint
 
-pytestmark = pytest.mark.slow  # full-size variable sets (regenerated in about a second)
-
 
 @pytest.fixture(scope="module")
 def m17n1_npz(tmp_path_factory) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,10 +91,19 @@ def test_demo_force_finishes_an_interrupted_build(demo, tmp_path):
 
 # ----------------------------------------------------------------------------- train.py
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """The data and save folder of one finished tiny run (copied by each test that changes it)."""
+    root = tmp_path_factory.mktemp("run")
+    data = make_pairs(root / "train", n=3), make_pairs(root / "val", n=1)
+    expect_ok(run_tool("train", *train_args(*data, root / "ck"), cwd=root))
+    return data, root / "ck"
+
+
 @pytest.fixture
-def trained(tmp_path):
-    data = make_pairs(tmp_path / "train", n=3), make_pairs(tmp_path / "val", n=1)
-    expect_ok(run_tool("train", *train_args(*data, tmp_path / "ck"), cwd=tmp_path))
+def trained(finished_run, tmp_path):
+    data, save_dir = finished_run
+    shutil.copytree(save_dir, tmp_path / "ck")
     return data, tmp_path / "ck" / "Deraining" / "DMSR"
 
 

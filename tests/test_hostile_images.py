@@ -15,7 +15,6 @@ from hostile_helpers import (
     expect_ok,
     make_pairs,
     rgb,
-    run_command,
     run_tool,
     save_ours,
     snapshot,
@@ -92,18 +91,21 @@ def test_validation_image_with_a_giant_header_is_found_at_start_up(tmp_path):
     expect_error(run, val / "input" / "001.png", "exceeds limit")
 
 
-def test_an_image_failing_inside_a_loader_worker_ends_training_with_its_name(tmp_path):
+def test_an_image_failing_inside_a_loader_worker_ends_training_with_its_name(tmp_path, monkeypatch):
     """A file that changed after the start-up check: a named error, not the worker's traceback."""
+    import data.paired
+    from utils.image_io import ImageReadError
+
     train, val = make_pairs(tmp_path / "train", n=4), make_pairs(tmp_path / "val", n=1)
-    args = train_args(train, val, tmp_path / "ck", "TRAINING.NUM_WORKERS", "1")
-    code = (  # the check passes; then the file is "replaced" under the running loader
-        "import sys, runpy; sys.argv = ['train.py'] + sys.argv[1:]; sys.path.insert(0, '.');"
-        "import data.paired as p; from utils.image_io import ImageReadError; real = p.read_pair\n"
-        "def read_pair(pair):\n"
-        "    if pair.name == '002': raise ImageReadError(f'cannot decode image (corrupt or not an image): {pair.input}')\n"
-        "    return real(pair)\n"
-        "p.read_pair = read_pair; runpy.run_path('train.py', run_name='__main__')")
-    run = run_command([os.sys.executable, "-c", code, *args], cwd=os.path.dirname(os.path.dirname(__file__)))
+    real = data.paired.read_pair
+
+    def read_pair(pair):  # the check passes; then the file is "replaced" under the running loader
+        if pair.name == "002":
+            raise ImageReadError(f"cannot decode image (corrupt or not an image): {pair.input}")
+        return real(pair)
+
+    monkeypatch.setattr(data.paired, "read_pair", read_pair)  # the loader's worker process inherits it
+    run = run_tool("train", *train_args(train, val, tmp_path / "ck", "TRAINING.NUM_WORKERS", "1"), cwd=tmp_path)
     expect_error(run, train / "input" / "002.png", "changed since")
     assert "worker" not in run.stderr
 

@@ -10,6 +10,8 @@ exit statuses and distributed runs.
 """
 from __future__ import annotations
 
+import builtins
+import importlib
 import json
 import math
 import signal
@@ -21,12 +23,10 @@ import time
 import pytest
 from hostile_helpers import (
     REPO,
-    TOOLS,
     expect_ok,
     make_pairs,
     make_results,
     rgb,
-    run_command,
     run_tool,
     tool_env,
     train_args,
@@ -95,7 +95,7 @@ BUGS = {  # tool -> (what the injected bug replaces, the exception it raises)
 
 
 @pytest.mark.parametrize("tool", list(BUGS))
-def test_a_real_bug_keeps_its_traceback(tool, tmp_path):
+def test_a_real_bug_keeps_its_traceback(tool, tmp_path, monkeypatch):
     module, attr, exc = BUGS[tool]
     train, val = make_pairs(tmp_path / "train", n=2), make_pairs(tmp_path / "gt" / "Rain100L", n=1)
     (tmp_path / "res").mkdir()
@@ -109,25 +109,28 @@ def test_a_real_bug_keeps_its_traceback(tool, tmp_path):
         "build_store": ["--root", train, "--out", tmp_path / "s.store"],
         "make_demo_data": ["--out", tmp_path / "demo", "--num-train", "4", "--patch", "32"],
     }[tool]
+
+    def bug(*args, **kwargs):
+        raise getattr(builtins, exc)("a genuine bug")
+
     owner, _, name = attr.rpartition(".")
-    script = REPO / TOOLS[tool]
-    code = (f"import sys, runpy, importlib\nsys.path.insert(0, {str(REPO)!r})\nsys.argv = sys.argv[1:]\n"
-            f"def bug(*a, **k):\n    raise {exc}('a genuine bug')\n"
-            f"mod = importlib.import_module({module!r})\n"
-            f"setattr(getattr(mod, {owner!r}) if {owner!r} else mod, {name!r}, bug)\n"
-            f"runpy.run_path({str(script)!r}, run_name='__main__')\n")
+    mod = importlib.import_module(module)
+    monkeypatch.setattr(getattr(mod, owner) if owner else mod, name, bug)  # the script imports it afresh
     if tool == "train":  # the validation set is gt/Rain100L: give it its input folder back
         (tmp_path / "res" / "Rain100L").rename(val / "input")
-    run = run_command([sys.executable, "-c", code, str(script), *map(str, args)], cwd=tmp_path)
+    run = run_tool(tool, *args, cwd=tmp_path)
     assert run.rc != 0
     assert "Traceback" in run.stderr and f"{exc}: " in run.stderr and "a genuine bug" in run.stderr, run.stderr
 
 
 # ----------------------------------------------------------------------------- class 9: exit statuses
 
+EPOCHS = 4  # the signal comes at the first step, 3 steps (seconds) before the first epoch ends
+
+
 def _start_training(tmp_path, *extra):
     data = make_pairs(tmp_path / "train", n=3), make_pairs(tmp_path / "val", n=1)
-    args = train_args(*data, tmp_path / "ck", "OPTIM.BATCH_SIZE", "1", "OPTIM.NUM_EPOCHS", "8", *extra)
+    args = train_args(*data, tmp_path / "ck", "OPTIM.BATCH_SIZE", "1", "OPTIM.NUM_EPOCHS", str(EPOCHS), *extra)
     proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, env=tool_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = tmp_path / "ck" / "Deraining" / "DMSR" / "config.yaml"  # written just before the first step
@@ -146,11 +149,11 @@ def test_a_stopped_run_exits_143_and_resumes(sig, tmp_path):
     assert proc.returncode == 143, err[-2000:]
     assert "Traceback" not in err and f"received {sig.name}" in err
     latest = tmp_path / "ck" / "Deraining" / "DMSR" / "model_latest.pth"
-    assert load_checkpoint(latest)["epoch"] < 8
+    assert load_checkpoint(latest)["epoch"] < EPOCHS
     if sig == signal.SIGTERM:  # the pre-empted job goes on where it stopped and finishes: exit 0
         run = run_tool("train", "--resume", *args, cwd=tmp_path)
         expect_ok(run)
-        assert load_checkpoint(latest)["epoch"] == 8
+        assert load_checkpoint(latest)["epoch"] == EPOCHS
 
 
 def _free_port() -> int:

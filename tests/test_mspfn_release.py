@@ -91,7 +91,6 @@ def test_stride1_transposed_kernel_becomes_a_rotated_convolution():
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["m17n1", "m17"])
 def test_outputs_match_the_release(variant):
     """rain_res and imitation of the TF graph, to 1e-4, for the regenerated weights and the 64x96 input."""
@@ -136,7 +135,6 @@ def _tap_modules(model: MSPFN) -> dict[str, tuple]:
     }
 
 
-@pytest.mark.slow
 def test_intermediate_tensors_match_the_release_taps():
     """All 29 tapped tensors of the M17N1 graph; a failure names the first stage that diverges."""
     taps = _reference("m17n1_taps_64x96.npz")
@@ -160,7 +158,6 @@ def test_intermediate_tensors_match_the_release_taps():
     assert first_bad is None, f"diverges first at {first_bad}: {errors}"
 
 
-@pytest.mark.slow
 def test_loss_matches_the_release_training_loss():
     """MSPFNLoss on the training model's output for (x_clean, x_rain) equals train_loss; its edge term edge_loss."""
     io = _reference("m17_io_64x96.npz")

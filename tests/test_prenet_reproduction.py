@@ -7,11 +7,16 @@ given: PReNet's ModelSpec makes test.py convert to 8 bits by truncation, as
 the release's test script does (29.4476 dB; rounding gives 29.4871).  The
 PNGs themselves must equal those of the authors' test script (written out in
 ``test_authors_pipelines.py``) run in the same process: 0 differing values.
+
+The full set takes minutes on a CPU (``-m slow``, run by CI); the same
+pipeline and protocol run by default on full-width strips of two images,
+and three whole images against the authors' script in ``test_authors_pipelines.py``.
 """
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import require_shared
@@ -19,6 +24,8 @@ from test_authors_pipelines import prenet_pngs_differ
 from test_test_evaluate import test_py
 
 import evaluate
+from metrics.psnr_ssim import score_y
+from utils.image_io import read_image, write_image
 
 PUBLISHED = (29.46, 0.899)
 
@@ -53,3 +60,39 @@ def test_prenet_reproduces_published_rain100h_score(tmp_path):
     assert n == 100
     assert abs(psnr - PUBLISHED[0]) <= 0.05, psnr
     assert abs(ssim - PUBLISHED[1]) <= 0.002, ssim
+
+
+def test_prenet_pipeline_and_truncation_on_full_width_strips(tmp_path):
+    """test.py with no protocol flag truncates (as the release) and evaluate.py scores what it wrote."""
+    rain100h = require_shared("data", "Rain100H")
+    weights = require_shared("weights", "PReNet", "Rain100H", "PReNet6", "net_latest.pth")
+    root = tmp_path / "test" / "Rain100H"
+    for name in ("001.png", "042.png"):  # 48 rows at full width: the release's whole-image protocol
+        for side in ("input", "target"):
+            write_image(root / side / name, read_image(rain100h / side / name)[96:144])
+    outputs = {}
+    for quantize in (None, "truncate", "round"):
+        results = tmp_path / f"results-{quantize}"
+        assert test_py.main(["--model", "PReNet", "--weights", str(weights), "--input_dir", str(root.parent),
+                             "--datasets", "Rain100H", "--result_dir", str(results), "--device", "cpu",
+                             "--no-score", *(["--quantize", quantize] if quantize else [])]) == 0
+        outputs[quantize] = {p.name: read_image(p) for p in sorted((results / "PReNet" / "Rain100H").iterdir())}
+        report = tmp_path / f"scores-{quantize}.json"
+        assert evaluate.main(["--result_dir", str(results / "PReNet"), "--gt_dir", str(root.parent),
+                              "--datasets", "Rain100H", "--json", str(report)]) == 0
+        psnr = json.loads(report.read_text())["Rain100H"]["psnr"]
+        direct = np.mean([score_y(img, read_image(root / "target" / name))[0]
+                          for name, img in outputs[quantize].items()])
+        assert psnr == pytest.approx(direct, abs=1e-4)
+        outputs[quantize, "psnr"] = psnr
+    assert list(outputs[None]) == ["001.png", "042.png"]
+    for name, default in outputs[None].items():
+        assert np.array_equal(default, outputs["truncate"][name])  # the release's protocol is the default
+        rounded = outputs["round"][name].astype(int)
+        assert (rounded - default.astype(int)).min() >= 0 and (rounded != default).mean() > 0.2
+    rainy = np.mean([score_y(read_image(root / "input" / n), read_image(root / "target" / n))[0]
+                     for n in ("001.png", "042.png")])
+    print(f"strips: rainy {rainy:.2f} dB, truncated {outputs[None, 'psnr']:.4f} dB, "
+          f"rounded {outputs['round', 'psnr']:.4f} dB")
+    assert outputs[None, "psnr"] > rainy + 10  # the released weights derain
+    assert outputs["round", "psnr"] > outputs[None, "psnr"]  # truncation costs a little, as on the full set

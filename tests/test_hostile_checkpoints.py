@@ -157,13 +157,17 @@ def _tamper(kind: str, path, marker) -> str:
         ckpt["model"]["feat_extract.0.main.0.weight"][0, 0, 0, 0] = float("inf")
     elif kind == "optimizer-of-another-model":
         ckpt["optimizer"]["param_groups"][0]["params"] = [0, 1]
+    elif kind == "epoch-losses-garbage":
+        ckpt["epoch_losses"] = ["0.1", None]
     save_checkpoint(ckpt, path)
     return {"no-optimizer": "optimizer missing", "rng-garbage": "rng", "other-schedule": "schedule",
-            "nan-weights": "NaN", "optimizer-of-another-model": "optimizer"}[kind]
+            "nan-weights": "NaN", "optimizer-of-another-model": "optimizer",
+            "epoch-losses-garbage": "epoch_losses"}[kind]
 
 
 @pytest.mark.parametrize("kind", ["truncated", "pickle-runs-code", "other-model", "no-optimizer", "rng-garbage",
-                                  "other-schedule", "nan-weights", "optimizer-of-another-model"])
+                                  "other-schedule", "nan-weights", "optimizer-of-another-model",
+                                  "epoch-losses-garbage"])
 def test_resume_refuses_a_hostile_model_latest(kind, finished_run, tmp_path):
     root, data = finished_run
     save_dir = tmp_path / "ck"

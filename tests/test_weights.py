@@ -335,8 +335,11 @@ def test_interrupted_download_leaves_no_partial_file(server, tmp_path, how):
     server.serve(f"/lab/{SMALL}/net_latest.pth", Answer(_shared(), stall_after=30_000))
     home = tmp_path / "home"
     env = tool_env(DERAIN_HOME=str(home), DERAIN_WEIGHTS_MIRROR=server.url + "/lab", DERAIN_WEIGHTS_OFFLINE="1")
+    # Ctrl-C as a terminal gives it: SIGINT not ignored (a shell starts background jobs with it ignored,
+    # and a Python started so never raises KeyboardInterrupt)
     proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "weights.py"), "fetch", SMALL], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180  # a loaded machine can take a while to import torch
     while not temp_files(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -98,7 +98,10 @@ class StopRequest:
         self._previous = {}
 
     def install(self) -> None:
+        """Handle SIGTERM/SIGINT from now on (again: nothing changes, so uninstall puts back the originals)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
+            if sig in self._previous:
+                continue
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
@@ -232,6 +235,10 @@ def check_resume_state(ckpt: Mapping, path: Path) -> None:
     step = ckpt.get("step_in_epoch", 0)
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         problems.append(f"step_in_epoch is {step!r:.40}")
+    losses = ckpt.get("epoch_losses", [])  # the stopped epoch's step losses (absent before they were saved)
+    if not isinstance(losses, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in losses):
+        problems.append(f"epoch_losses is {losses!r:.40}")
     if isinstance(ckpt.get("rng"), Mapping):
         problems += _rng_problems(ckpt["rng"])
     if problems:

@@ -164,6 +164,7 @@ class Trainer:
 
         self.epoch = 1  # the epoch to run next
         self.step_in_epoch = 0  # batches of that epoch already done (resuming mid-epoch)
+        self.epoch_losses: list[float] = []  # their losses: the epoch's mean loss counts every sitting
         self.global_step = 0
         self.best_psnr = -math.inf
         self.best_epoch = 0
@@ -213,6 +214,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch - 1 if self.step_in_epoch == 0 else self.epoch,
             "step_in_epoch": self.step_in_epoch,
+            "epoch_losses": list(self.epoch_losses) if self.step_in_epoch else [],
             "global_step": self.global_step,
             "best_psnr": self.best_psnr,
             "best_epoch": self.best_epoch,
@@ -253,6 +255,7 @@ class Trainer:
         if ckpt["scaler"] or not self.scaler.is_enabled():  # a run that starts fp16 scaling begins afresh
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step_in_epoch = int(ckpt.get("step_in_epoch", 0))
+        self.epoch_losses = [float(v) for v in ckpt.get("epoch_losses", [])] if self.step_in_epoch else []
         self.epoch = int(ckpt["epoch"]) + (0 if self.step_in_epoch else 1)
         self.global_step = int(ckpt["global_step"])
         self.best_psnr = float(ckpt["best_psnr"])
@@ -326,9 +329,24 @@ class Trainer:
         return float(loss.detach())
 
     def fit(self, resume: bool = False) -> dict:
-        """Train to NUM_EPOCHS (or early stop / a stop signal); returns a summary."""
+        """Train to NUM_EPOCHS (or early stop / a stop signal); returns a summary.
+
+        A stop signal from the start of fit on saves model_latest.pth (after the next step), so a run
+        stopped while it sets up (data checks, the rainy input's scores) still saves and exits 143.
+        """
+        self.stop.install()
+        try:
+            summary = self._fit(resume or self.cfg.TRAINING.RESUME)
+        finally:
+            self.stop.uninstall()
+            if self.writer is not None:
+                self.writer.close()
+        summary.update(best_psnr=self.best_psnr, best_epoch=self.best_epoch, last_epoch=self.epoch - 1,
+                       global_step=self.global_step, history=self.history)
+        return summary
+
+    def _fit(self, resume: bool) -> dict:
         cfg, t = self.cfg, self.cfg.TRAINING
-        resume = resume or t.RESUME
         refusal = broadcast_object(earlier_run(self.save_dir, resume) if self.is_main else None, self.dist)
         if refusal:
             raise TrainingError(refusal)
@@ -343,28 +361,20 @@ class Trainer:
             if not self.resume() and self.is_main:
                 log.warning("--resume: no model_latest.pth in %s; starting from scratch", self.save_dir)
         summary = {"save_dir": str(self.save_dir), "stopped_by": None}
-        self.stop.install()  # from here on a stop signal saves model_latest.pth (after the next step)
-        try:
-            if self.is_main:
-                write_run_info(self.save_dir / "config.yaml", self.cfg.dump(), self.argv)
-                from torch.utils.tensorboard import SummaryWriter
+        if self.is_main:
+            write_run_info(self.save_dir / "config.yaml", self.cfg.dump(), self.argv)
+            from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
-            if self.val_set is not None:
-                summary["input_psnr"], summary["input_ssim"] = self.input_scores()
-                self.input_record = {"val_psnr": summary["input_psnr"], "val_ssim": summary["input_ssim"]}
-                log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images), SSIM %.4f",
-                         summary["input_psnr"], t.VAL_METRIC, len(self.val_set), summary["input_ssim"])
-            log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
-                     cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
-                     self.dist.world_size, self.device, self.save_dir)
-            self._loop(summary)
-        finally:
-            self.stop.uninstall()
-            if self.writer is not None:
-                self.writer.close()
-        summary.update(best_psnr=self.best_psnr, best_epoch=self.best_epoch, last_epoch=self.epoch - 1,
-                       global_step=self.global_step, history=self.history)
+            self.writer = SummaryWriter(log_dir=str(self.save_dir / "tensorboard"), purge_step=self.global_step)
+        if self.val_set is not None:
+            summary["input_psnr"], summary["input_ssim"] = self.input_scores()
+            self.input_record = {"val_psnr": summary["input_psnr"], "val_ssim": summary["input_ssim"]}
+            log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images), SSIM %.4f",
+                     summary["input_psnr"], t.VAL_METRIC, len(self.val_set), summary["input_ssim"])
+        log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
+                 cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
+                 self.dist.world_size, self.device, self.save_dir)
+        self._loop(summary)
         return summary
 
     def _batches(self):
@@ -385,7 +395,7 @@ class Trainer:
             set_epoch(self.train_loader, epoch)
             self.sampler.skip = self.step_in_epoch * cfg.OPTIM.BATCH_SIZE
             self.net.train()
-            losses = []
+            losses = self.epoch_losses = self.epoch_losses if self.step_in_epoch else []
             started, first_step = time.time(), self.step_in_epoch
             bar = EpochProgress(epoch, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, self.step_in_epoch,
                                 cfg.OPTIM.BATCH_SIZE * self.dist.world_size, cfg.OPTIM.NUM_EPOCHS - epoch,

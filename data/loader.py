@@ -63,6 +63,21 @@ def leave_stop_signals_to_main() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def shutdown_workers(loader: DataLoader) -> None:
+    """End the worker processes of ``loader`` (persistent ones included) now; nothing where it has none.
+
+    A finished or stopped run must not leave them to ``multiprocessing``'s clean-up at exit: it stops
+    workers with SIGTERM, which ours ignore (:func:`leave_stop_signals_to_main`), and would wait for
+    them forever (an exception's traceback can keep the loader's iterator alive until then).  The next
+    ``iter(loader)`` starts new workers.
+    """
+    batches = getattr(loader, "_iterator", None)
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+    loader._iterator = None
+
+
 def init_worker(worker_id: int) -> None:
     """The training loader's ``worker_init_fn``: :func:`seed_worker`, then :func:`leave_stop_signals_to_main`."""
     seed_worker(worker_id)

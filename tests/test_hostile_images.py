@@ -5,6 +5,7 @@ skips it and derains the rest; training finds it at start-up.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import numpy as np
@@ -108,6 +109,9 @@ def test_an_image_failing_inside_a_loader_worker_ends_training_with_its_name(tmp
     run = run_tool("train", *train_args(train, val, tmp_path / "ck", "TRAINING.NUM_WORKERS", "1"), cwd=tmp_path)
     expect_error(run, train / "input" / "002.png", "changed since")
     assert "worker" not in run.stderr
+    # Its workers ended with the run: they ignore SIGTERM, so one left behind would hang the exit of the
+    # process (multiprocessing stops children with SIGTERM and waits for them).
+    assert multiprocessing.active_children() == []
 
 
 def test_fifo_named_like_an_image_never_blocks(tmp_path):

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from data import build_dataset
 from data.folders import DatasetError, ImagePair, scan_pairs
-from data.loader import build_train_loader, set_epoch
+from data.loader import build_train_loader, set_epoch, shutdown_workers
 from data.provenance import warn_about_data
 from data.split import SPLIT_FILE, check_same_split, split_listing, split_pairs
 from data.store import ImageStore
@@ -338,6 +338,7 @@ class Trainer:
         try:
             summary = self._fit(resume or self.cfg.TRAINING.RESUME)
         finally:
+            shutdown_workers(self.train_loader)  # now, whatever ended the run: see shutdown_workers
             self.stop.uninstall()
             if self.writer is not None:
                 self.writer.close()

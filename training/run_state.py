@@ -98,10 +98,7 @@ class StopRequest:
         self._previous = {}
 
     def install(self) -> None:
-        """Handle SIGTERM/SIGINT from now on (again: nothing changes, so uninstall puts back the originals)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            if sig in self._previous:
-                continue
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread

@@ -396,7 +396,9 @@ class Trainer:
             set_epoch(self.train_loader, epoch)
             self.sampler.skip = self.step_in_epoch * cfg.OPTIM.BATCH_SIZE
             self.net.train()
-            losses = self.epoch_losses = self.epoch_losses if self.step_in_epoch else []
+            if not self.step_in_epoch:  # a resumed epoch keeps the losses of its earlier sitting
+                self.epoch_losses = []
+            losses = self.epoch_losses
             started, first_step = time.time(), self.step_in_epoch
             bar = EpochProgress(epoch, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, self.step_in_epoch,
                                 cfg.OPTIM.BATCH_SIZE * self.dist.world_size, cfg.OPTIM.NUM_EPOCHS - epoch,

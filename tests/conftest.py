@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ if str(REPO) not in sys.path:
 
 def require_shared(*parts: str) -> Path:
     """Path inside ../shared, or skip the test with a reason when it is absent (a user's clone)."""
+    _shared_users.note()
     path = SHARED.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} not found: the shared data folder is only present on the team's machines and CI")
@@ -50,6 +52,91 @@ def device() -> torch.device:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+
+
+# ----------------------------------------------------------------------------- which tests use ../shared
+# CI runs the suite once with ../shared beside the checkout, and then, in a fresh clone with nothing beside
+# it, only the tests that used ../shared (the only ones that can behave differently there: they must skip
+# or pass, never fail).  DERAIN_SHARED_USERS=FILE writes the node ids of the tests (or the test files, when
+# it happened while collecting them) that called require_shared or opened, listed or passed to a
+# subprocess a path inside ../shared (followed through links); DERAIN_ONLY_TESTS=FILE runs only the tests
+# such a file names.  See .ci/run and docs/TESTING.md.
+
+class _SharedUsers:
+    WATCHED = frozenset({"open", "os.listdir", "os.scandir", "subprocess.Popen"})
+
+    def __init__(self, log: str | None):
+        self.log, self.current, self.users = log, None, set()
+        self.shared = os.path.realpath(SHARED)
+
+    def note(self) -> None:
+        if self.log and self.current:
+            self.users.add(self.current)
+
+    def _inside(self, value) -> bool:
+        if isinstance(value, (list, tuple)):
+            return any(self._inside(v) for v in value)
+        if not isinstance(value, (str, bytes, os.PathLike)):
+            return False
+        text = os.fsdecode(value)
+        if "\0" in text:
+            return False
+        real = os.path.realpath(text)
+        if real == self.shared or real.startswith(self.shared + os.sep):
+            return True
+        return text.startswith("-") and "=" in text and self._inside(text.split("=", 1)[1])  # --opt=PATH
+
+    def audit(self, event: str, args: tuple) -> None:
+        if event in self.WATCHED and self.current and self.current not in self.users:
+            paths = args[:1] if event != "subprocess.Popen" else (args[0], args[1], args[2])
+            if self._inside(paths):
+                self.users.add(self.current)
+
+
+_shared_users = _SharedUsers(os.environ.get("DERAIN_SHARED_USERS"))
+
+
+def pytest_configure(config):
+    if _shared_users.log:
+        sys.addaudithook(_shared_users.audit)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collectstart(collector):
+    if isinstance(collector, pytest.Module):
+        _shared_users.current = collector.nodeid
+    yield
+
+
+def pytest_collection_finish(session):
+    _shared_users.current = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    _shared_users.current = item.nodeid
+    yield
+    _shared_users.current = None
+
+
+def pytest_collection_modifyitems(config, items):
+    only = os.environ.get("DERAIN_ONLY_TESTS")
+    if not only:
+        return
+    names = set(Path(only).read_text().split("\n")) - {""}
+    keep = [item for item in items if item.nodeid in names or item.nodeid.split("::", 1)[0] in names]
+    kept = {id(item) for item in keep}
+    config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
+    items[:] = keep
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _shared_users.log:  # added to what earlier sessions wrote there (CI runs the slow tests apart)
+        log = Path(_shared_users.log)
+        earlier = set(log.read_text().split("\n")) - {""} if log.exists() else set()
+        log.write_text("".join(f"{name}\n" for name in sorted(earlier | _shared_users.users)))
 
 
 from hostile_helpers import small_fs, world  # noqa: E402, F401 - fixtures of the hostile-input suite

@@ -7,6 +7,11 @@ given: PReNet's ModelSpec makes test.py convert to 8 bits by truncation, as
 the release's test script does (29.4476 dB; rounding gives 29.4871).  The
 PNGs themselves must equal those of the authors' test script (written out in
 ``test_authors_pipelines.py``) run in the same process: 0 differing values.
+The authors' script gets the network's output for the very tensor test.py fed
+(same values, same memory layout) from test.py's own forward pass instead of
+computing it again (``RecordedForward``; the first three are recomputed and
+compared), which halves the test; a tensor in any other layout still runs the
+network, so the layout difference that once cost exactness cannot hide.
 
 The full set takes minutes on a CPU (``-m slow``, run by CI); the same
 pipeline and protocol run by default on full-width strips of two images,
@@ -20,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import require_shared
-from test_authors_pipelines import prenet_pngs_differ
+from test_authors_pipelines import RecordedForward, prenet_pngs_differ
 from test_test_evaluate import test_py
 
 import evaluate
@@ -31,7 +36,7 @@ PUBLISHED = (29.46, 0.899)
 
 
 @pytest.mark.slow
-def test_prenet_reproduces_published_rain100h_score(tmp_path):
+def test_prenet_reproduces_published_rain100h_score(tmp_path, monkeypatch):
     rain100h = require_shared("data", "Rain100H")
     weights = require_shared("weights", "PReNet", "Rain100H", "PReNet6", "net_latest.pth")
     root = tmp_path / "test"
@@ -39,6 +44,15 @@ def test_prenet_reproduces_published_rain100h_score(tmp_path):
     (root / "Rain100H").symlink_to(rain100h, target_is_directory=True)
     results = tmp_path / "results"
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    recorded, loaded, real_load_model = RecordedForward(), [], test_py.load_model
+
+    def load_and_watch(*args, **kwargs):
+        model, name = real_load_model(*args, **kwargs)
+        recorded.watch(model)
+        loaded.append(model)
+        return model, name
+
+    monkeypatch.setattr(test_py, "load_model", load_and_watch)
     assert test_py.main(["--model", "PReNet", "--weights", str(weights), "--input_dir", str(root),
                          "--datasets", "Rain100H", "--result_dir", str(results), "--device", device,
                          "--no-score"]) == 0
@@ -46,7 +60,9 @@ def test_prenet_reproduces_published_rain100h_score(tmp_path):
     assert written == [f"{i:03d}.png" for i in range(1, 101)]
     if device == "cpu":  # the authors' script on the CPU, same process and thread count
         (tmp_path / "authors").mkdir()
-        differ = prenet_pngs_differ(results / "PReNet" / "Rain100H", written, tmp_path / "authors")
+        differ = prenet_pngs_differ(results / "PReNet" / "Rain100H", written, tmp_path / "authors",
+                                    recorded, loaded[0])
+        assert recorded.recorded == 100 and recorded.answered == 100 and recorded.verified == 3
         print(f"PReNet6 on Rain100H, test.py vs the authors' script, {torch.get_num_threads()} thread(s): "
               f"{sum(differ.values())} differing 8-bit values in {sum(v > 0 for v in differ.values())} of 100 images")
         assert sum(differ.values()) == 0, {k: v for k, v in differ.items() if v}

@@ -297,6 +297,10 @@ class DMSR(nn.Module):
             channel-interleaving copy (same weights, same maths; faster).
         efficient_fft: run the Fourier unit with one memory copy instead of
             two, channels-last (same weights, same maths; see FourierUnit).
+        zero_init_output: start the three output convolutions at zero, so that
+            an untrained model returns its input (a training option, not the
+            release's initialisation; the CPU demo uses it to spend its few
+            steps on rain rather than on relearning the image).
 
     ``forward(x)`` takes (B, 3, H, W) with H and W divisible by 16 and at
     least 64 (``inference.padding.forward_padded`` pads any size) and returns
@@ -310,12 +314,13 @@ class DMSR(nn.Module):
 
     def __init__(self, base_channels: int = 48, num_res: int = 16, use_mpsrm: bool = True,
                  use_fdsm: bool = True, spga_multiply: bool = False, efficient_attention: bool = False,
-                 efficient_fft: bool = False):
+                 efficient_fft: bool = False, zero_init_output: bool = False):
         super().__init__()
         c = check_int("base_channels", base_channels, 8, 256, multiple=8)
         num_res = check_int("num_res", num_res, 1, 64)
         for flag, value in (("use_mpsrm", use_mpsrm), ("use_fdsm", use_fdsm), ("spga_multiply", spga_multiply),
-                            ("efficient_attention", efficient_attention), ("efficient_fft", efficient_fft)):
+                            ("efficient_attention", efficient_attention), ("efficient_fft", efficient_fft),
+                            ("zero_init_output", zero_init_output)):
             check_bool(flag, value)
         opts = dict(use_mpsrm=use_mpsrm, use_fdsm=use_fdsm, spga_multiply=spga_multiply,
                     efficient_attention=efficient_attention, efficient_fft=efficient_fft)
@@ -337,6 +342,10 @@ class DMSR(nn.Module):
         self.SCM1 = SCM(4 * c)
         self.FAM2 = FAM(2 * c)
         self.SCM2 = SCM(2 * c)
+        if zero_init_output:
+            for head in (self.ConvsOut[0], self.ConvsOut[1], self.feat_extract[5]):
+                nn.init.zeros_(head.main[0].weight)
+                nn.init.zeros_(head.main[0].bias)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         h, w = x.shape[-2:]

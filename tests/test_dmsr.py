@@ -142,6 +142,35 @@ def test_gradient_reaches_every_trainable_parameter():
     assert no_grad == []
 
 
+def test_zero_init_output_starts_as_the_identity_and_learns():
+    """The demo's training option: the same parameters, only the three output convolutions start at zero."""
+    torch.manual_seed(0)
+    default = DMSR(base_channels=8, num_res=1)
+    torch.manual_seed(0)
+    zero = DMSR(base_channels=8, num_res=1, zero_init_output=True)
+    sd, zd = default.state_dict(), {k: v.clone() for k, v in zero.state_dict().items()}
+    assert sd.keys() == zd.keys()
+    heads = {"ConvsOut.0.main.0.weight", "ConvsOut.0.main.0.bias", "ConvsOut.1.main.0.weight",
+             "ConvsOut.1.main.0.bias", "feat_extract.5.main.0.weight", "feat_extract.5.main.0.bias"}
+    assert {k for k in sd if not torch.equal(sd[k], zd[k])} == heads  # the same draws for everything else
+    assert all(zd[k].abs().sum() == 0 for k in heads) and all(sd[k].abs().sum() > 0 for k in heads)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        full, half, quarter = zero.eval()(x)
+    x2 = torch.nn.functional.interpolate(x, scale_factor=0.5)
+    assert torch.equal(full, x) and torch.equal(half, x2)
+    assert torch.equal(quarter, torch.nn.functional.interpolate(x2, scale_factor=0.5))
+    zero.train()
+    optim = torch.optim.Adam(zero.parameters(), 1e-3)
+    for _ in range(2):  # the first step moves only the heads; from the second, gradient reaches the rest
+        optim.zero_grad()
+        sum((o - t).abs().mean() for o, t in zip(zero(x), (x * 0.5, x2 * 0.5))).backward()
+        optim.step()
+    assert not torch.equal(zero.Encoder[0].layers[0].conv1.main[0].weight, zd["Encoder.0.layers.0.conv1.main.0.weight"])
+    with pytest.raises(ValueError, match="zero_init_output"):
+        DMSR(base_channels=8, num_res=1, zero_init_output="yes")
+
+
 def test_ablation_switches_change_the_model():
     full = DMSR(base_channels=8, num_res=1)
     no_mpsrm = DMSR(base_channels=8, num_res=1, use_mpsrm=False)

@@ -32,6 +32,8 @@ BAD_OPTS = [  # (overrides, what the message must name)
     (["TRAINING.VAL_PS", "-5"], "TRAINING.VAL_PS"),
     (["TRAINING.LOG_EVERY", "0"], "TRAINING.LOG_EVERY"),
     (["TRAINING.NAN_PATIENCE", "0"], "TRAINING.NAN_PATIENCE"),
+    (["TRAINING.PRECISE_BN", "-8"], "TRAINING.PRECISE_BN"),
+    (["TRAINING.PRECISE_BN", "'all'"], "TRAINING.PRECISE_BN"),
     (["TRAINING.TRAIN_PS", "100000"], "TRAINING.TRAIN_PS"),
     (["TRAINING.TRAIN_PS", "40"], "TRAINING.TRAIN_PS"),
     (["FAST.EMA", "1.5"], "FAST.EMA"),

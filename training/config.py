@@ -108,6 +108,9 @@ def get_default_config() -> CN:
     c.TRAINING.MAX_STEPS_PER_EPOCH = 0  # 0 = a full pass over the data
     c.TRAINING.LOG_EVERY = 50  # steps between TensorBoard/log scalars
     c.TRAINING.NAN_PATIENCE = 20  # consecutive non-finite losses before stopping
+    # BatchNorm statistics recomputed on this many fixed training patches before each validation (and so in
+    # the saved checkpoints): removes the noise small batches leave in them; 0 = off (the release)
+    c.TRAINING.PRECISE_BN = 0
 
     c.FAST = CN()  # all off by default: the default reproduces the release
     c.FAST.AMP = ""  # "", "bf16" or "fp16"
@@ -309,6 +312,7 @@ def validate(cfg: CN) -> None:
     _int(cfg, "TRAINING.VAL_PS", 0, MAX_VAL_PATCH)
     _int(cfg, "TRAINING.VAL_TILE", 0, MAX_VAL_PATCH)
     _int(cfg, "TRAINING.NUM_WORKERS", 0, 256)
+    _int(cfg, "TRAINING.PRECISE_BN", 0, 100_000)
     _int(cfg, "TRAINING.SEED", 0, 2**32 - 1)  # numpy's global seed takes 32 bits
     _int(cfg, "TRAINING.VAL_SPLIT_SEED", 0, 2**63 - 1)
     _real(cfg, "TRAINING.VAL_SPLIT", 0.0)

@@ -45,6 +45,7 @@ from utils.files import atomic_write
 from utils.image_io import ImageReadError, tensor_to_uint8
 from utils.precision import autocast
 
+from .batchnorm import has_batchnorm, precise_bn_batches, recompute_bn
 from .config import config_to_dict
 from .progress import EpochProgress
 from .run_state import (
@@ -171,6 +172,7 @@ class Trainer:
         self.epochs_since_best = 0
         self.history: list[dict] = []
         self.input_record: dict | None = None  # validation scores of the rainy input
+        self.precise_bn: list[torch.Tensor] | None = None  # TRAINING.PRECISE_BN's patches
 
     def _split(self, store: str | None) -> tuple[list[ImagePair] | None, list[ImagePair]]:
         """``(training pairs, held-back validation pairs)`` per TRAINING.VAL_SPLIT; ``(None, [])`` when it is off."""
@@ -372,6 +374,12 @@ class Trainer:
             self.input_record = {"val_psnr": summary["input_psnr"], "val_ssim": summary["input_ssim"]}
             log.info("validation PSNR of the rainy input itself: %.2f dB (%s, %d images), SSIM %.4f",
                      summary["input_psnr"], t.VAL_METRIC, len(self.val_set), summary["input_ssim"])
+        if t.PRECISE_BN > 0 and not has_batchnorm(self.model):
+            log.warning("TRAINING.PRECISE_BN: %s has no BatchNorm layer; nothing to recompute", cfg.MODEL.NAME)
+        elif t.PRECISE_BN > 0:
+            self.precise_bn = precise_bn_batches(self.train_set, t.PRECISE_BN, t.TRAIN_PS)
+            log.info("BatchNorm statistics are recomputed on %d training patches before each validation "
+                     "(TRAINING.PRECISE_BN)", sum(len(b) for b in self.precise_bn))
         log.info("training %s: %d epochs x %d steps, batch %d, %d process(es), device %s, save dir %s",
                  cfg.MODEL.NAME, cfg.OPTIM.NUM_EPOCHS, self.steps_per_epoch, cfg.OPTIM.BATCH_SIZE,
                  self.dist.world_size, self.device, self.save_dir)
@@ -466,6 +474,11 @@ class Trainer:
         if not self.per_step_schedule:
             self.scheduler.step()
         average_buffers(self.model, self.dist)
+        t = self.cfg.TRAINING
+        if self.precise_bn and t.VAL_AFTER_EVERY > 0 and epoch % t.VAL_AFTER_EVERY == 0:  # same on every rank
+            for model in (self.model, self.ema.module if self.ema is not None else None):
+                if model is not None:
+                    recompute_bn(model, self.precise_bn, self.device, self.cfg.FAST.CHANNELS_LAST)
         self.epoch = epoch + 1
         self.step_in_epoch = 0
         record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),

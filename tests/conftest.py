@@ -28,16 +28,21 @@ def require_shared(*parts: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=2)
 def mspfn_release_variables(variant: str) -> dict[str, np.ndarray]:
     """The TensorFlow variables of an MSPFN golden graph (``m17n1`` or ``m17``), regenerated exactly.
 
     The rule of ``../shared/reference/mspfn/README.md``: one
     ``RandomState(0)``, variables visited in ``sorted()`` order of their full
     names, each ``std * standard_normal(shape)`` cast to float32.  Names keep
-    their ``:0``.  Skips when the reference folder is absent.
+    their ``:0``.  Skips when the reference folder is absent.  Cached; every
+    call checks for the folder (so that each caller is known to need it).
     """
-    spec = json.loads(require_shared("reference", "mspfn", f"{variant}_variables.json").read_text())["variables"]
+    return _mspfn_release_variables(require_shared("reference", "mspfn", f"{variant}_variables.json"))
+
+
+@functools.lru_cache(maxsize=2)
+def _mspfn_release_variables(path: Path) -> dict[str, np.ndarray]:
+    spec = json.loads(path.read_text())["variables"]
     rng = np.random.RandomState(0)
     return {name: (spec[name]["std"] * rng.standard_normal(spec[name]["shape"])).astype(np.float32)
             for name in sorted(spec)}
@@ -61,19 +66,23 @@ def _seed():
 # it, only the tests that used ../shared (the only ones that can behave differently there: they must skip
 # or pass, never fail).  DERAIN_SHARED_USERS=FILE writes the node ids of the tests (or the test files, when
 # it happened while collecting them) that called require_shared or opened, listed or passed to a
-# subprocess a path inside ../shared (followed through links); DERAIN_ONLY_TESTS=FILE runs only the tests
-# such a file names.  See .ci/run and docs/TESTING.md.
+# subprocess a path inside ../shared (followed through links), directly or through a fixture that did so
+# (a module-scoped fixture is set up once, for its first test, but every test using it depends on it);
+# DERAIN_ONLY_TESTS=FILE runs only the tests such a file names.  See .ci/run and docs/TESTING.md.
 
 class _SharedUsers:
     WATCHED = frozenset({"open", "os.listdir", "os.scandir", "subprocess.Popen"})
 
     def __init__(self, log: str | None):
         self.log, self.current, self.users = log, None, set()
+        self.fixtures: list[str] = []  # the fixtures being set up now, innermost last
+        self.shared_fixtures: set[str] = set()
         self.shared = os.path.realpath(SHARED)
 
     def note(self) -> None:
         if self.log and self.current:
             self.users.add(self.current)
+            self.shared_fixtures.update(self.fixtures)
 
     def _inside(self, value) -> bool:
         if isinstance(value, (list, tuple)):
@@ -89,10 +98,10 @@ class _SharedUsers:
         return text.startswith("-") and "=" in text and self._inside(text.split("=", 1)[1])  # --opt=PATH
 
     def audit(self, event: str, args: tuple) -> None:
-        if event in self.WATCHED and self.current and self.current not in self.users:
+        if event in self.WATCHED and self.current and (self.current not in self.users or self.fixtures):
             paths = args[:1] if event != "subprocess.Popen" else (args[0], args[1], args[2])
             if self._inside(paths):
-                self.users.add(self.current)
+                self.note()
 
 
 _shared_users = _SharedUsers(os.environ.get("DERAIN_SHARED_USERS"))
@@ -115,6 +124,13 @@ def pytest_collection_finish(session):
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    _shared_users.fixtures.append(fixturedef.argname)
+    yield
+    _shared_users.fixtures.pop()
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     _shared_users.current = item.nodeid
     yield
@@ -134,6 +150,8 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_sessionfinish(session, exitstatus):
     if _shared_users.log:  # added to what earlier sessions wrote there (CI runs the slow tests apart)
+        _shared_users.users.update(item.nodeid for item in session.items
+                                   if _shared_users.shared_fixtures & set(item.fixturenames))
         log = Path(_shared_users.log)
         earlier = set(log.read_text().split("\n")) - {""} if log.exists() else set()
         log.write_text("".join(f"{name}\n" for name in sorted(earlier | _shared_users.users)))

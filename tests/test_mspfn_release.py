@@ -51,8 +51,13 @@ def _nhwc(t: torch.Tensor) -> np.ndarray:
     return t.detach().permute(0, 2, 3, 1).numpy()
 
 
-@lru_cache(maxsize=2)
 def _converted(variant: str) -> MSPFN:
+    require_shared("reference", "mspfn", f"{variant}_variables.json")  # checked on every call, not only the first
+    return _convert(variant)
+
+
+@lru_cache(maxsize=2)
+def _convert(variant: str) -> MSPFN:
     conversion = convert_release_variables(mspfn_release_variables(variant), variant)
     model = MSPFN(**conversion.model_kwargs)
     model.load_state_dict(conversion.state_dict, strict=True)

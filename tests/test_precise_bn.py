@@ -1,4 +1,7 @@
-"""TRAINING.PRECISE_BN: BatchNorm statistics recomputed on fixed training patches before each validation."""
+"""TRAINING.PRECISE_BN: BatchNorm statistics recomputed on fixed training patches before each validation.
+
+Resume with it is exact: ``test_train.py::test_sigterm_saves_and_resume_is_exact``.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,7 +9,7 @@ import logging
 import pytest
 import torch
 from conftest import REPO
-from test_train import _kill_after, _opts, pairs  # noqa: F401 - the tiny dataset fixture
+from test_train import _opts, pairs  # noqa: F401 - the tiny dataset fixture
 
 import train
 from models import build_model
@@ -64,20 +67,6 @@ def test_the_saved_statistics_are_the_means_over_the_fixed_patches_and_validated
     trainer.model.load_state_dict(saved)
     assert trainer.validate() == pytest.approx(precise["history"][-1]["val_psnr"], abs=1e-9)
     assert trainer.model.training  # recomputing and validating leave the mode as it was
-
-
-def test_resume_is_exact_with_precise_bn(pairs, tmp_path, monkeypatch):  # noqa: F811
-    extra = [*RUN, "OPTIM.NUM_EPOCHS", "3", "TRAINING.PRECISE_BN", "4"]
-    straight = train.main(_opts(pairs, tmp_path / "straight", *extra))
-    monkeypatch.setattr(Trainer, "_step", _kill_after(Trainer, 4))  # mid-epoch 2 (3 steps an epoch)
-    assert train.main(_opts(pairs, tmp_path / "split", *extra))["stopped_by"] == "SIGTERM"
-    monkeypatch.undo()
-    resumed = train.main(["--resume"] + _opts(pairs, tmp_path / "split", *extra))
-    torch.use_deterministic_algorithms(False)
-    a, b = _checkpoint(tmp_path / "straight")["model"], _checkpoint(tmp_path / "split")["model"]
-    assert max((a[k].double() - b[k].double()).abs().max().item() for k in a) <= 1e-6
-    assert [round(h["val_psnr"], 6) for h in resumed["history"]] == \
-        [round(h["val_psnr"], 6) for h in straight["history"]]
 
 
 def test_a_model_without_batchnorm_is_told_so(pairs, tmp_path, caplog):  # noqa: F811

@@ -129,9 +129,11 @@ def _kill_after(trainer_cls, steps):
     return step
 
 
-@pytest.mark.parametrize("stop_after", [5, 6])  # mid-epoch and at an epoch boundary (3 steps per epoch)
-def test_sigterm_saves_and_resume_is_exact(pairs, tmp_path, monkeypatch, deterministic, stop_after):
-    extra = ["OPTIM.NUM_EPOCHS", "4", "TRAINING.DETERMINISTIC", "True"]
+# mid-epoch (with TRAINING.PRECISE_BN, which rewrites the BatchNorm statistics before each validation) and at
+# an epoch boundary (without); 3 steps per epoch
+@pytest.mark.parametrize("stop_after,precise_bn", [(5, "4"), (6, "0")])
+def test_sigterm_saves_and_resume_is_exact(pairs, tmp_path, monkeypatch, deterministic, stop_after, precise_bn):
+    extra = ["OPTIM.NUM_EPOCHS", "4", "TRAINING.DETERMINISTIC", "True", "TRAINING.PRECISE_BN", precise_bn]
     straight = train.main(_opts(pairs, tmp_path / "straight", *extra))
 
     monkeypatch.setattr(Trainer, "_step", _kill_after(Trainer, stop_after))

@@ -85,10 +85,14 @@ class WeightsServer:
         return Handler
 
 
-@functools.lru_cache(maxsize=1)
 def shared_weights() -> dict[str, Path]:
-    """SHA-256 -> file, for every weights file in ``../shared/weights`` (skips without it)."""
-    root = require_shared("weights")
+    """SHA-256 -> file, for every weights file in ``../shared/weights`` (skips without it; cached, but every
+    call checks for the folder, so that each caller is known to need it)."""
+    return _hash_weights(require_shared("weights"))
+
+
+@functools.lru_cache(maxsize=1)
+def _hash_weights(root: Path) -> dict[str, Path]:
     return {hashlib.sha256(p.read_bytes()).hexdigest(): p
             for p in sorted(root.rglob("*")) if p.is_file() and p.name != "SOURCES.md"}
 

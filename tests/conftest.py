@@ -59,8 +59,6 @@ def _seed():
     torch.manual_seed(0)
 
 
-
-
 # ----------------------------------------------------------------------------- which tests use ../shared
 # CI runs the suite once with ../shared beside the checkout, and then, in a fresh clone with nothing beside
 # it, only the tests that used ../shared (the only ones that can behave differently there: they must skip
@@ -142,9 +140,10 @@ def pytest_collection_modifyitems(config, items):
     if not only:
         return
     names = set(Path(only).read_text().split("\n")) - {""}
-    keep = [item for item in items if item.nodeid in names or item.nodeid.split("::", 1)[0] in names]
-    kept = {id(item) for item in keep}
-    config.hook.pytest_deselected(items=[item for item in items if id(item) not in kept])
+    keep, drop = [], []
+    for item in items:
+        (keep if item.nodeid in names or item.nodeid.split("::", 1)[0] in names else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
     items[:] = keep
 
 

@@ -376,7 +376,7 @@ class Trainer:
                      summary["input_psnr"], t.VAL_METRIC, len(self.val_set), summary["input_ssim"])
         if t.PRECISE_BN > 0 and not has_batchnorm(self.model):
             log.warning("TRAINING.PRECISE_BN: %s has no BatchNorm layer; nothing to recompute", cfg.MODEL.NAME)
-        elif t.PRECISE_BN > 0:
+        elif t.PRECISE_BN > 0 and t.VAL_AFTER_EVERY > 0:  # (never used without validation epochs)
             self.precise_bn = precise_bn_batches(self.train_set, t.PRECISE_BN, t.TRAIN_PS)
             log.info("BatchNorm statistics are recomputed on %d training patches before each validation "
                      "(TRAINING.PRECISE_BN)", sum(len(b) for b in self.precise_bn))
@@ -465,6 +465,11 @@ class Trainer:
         """Training images processed by all ranks in the steps since ``first_step`` of this epoch."""
         return (self.step_in_epoch - first_step) * self.cfg.OPTIM.BATCH_SIZE * self.dist.world_size
 
+    def _validation_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` ends with a validation (TRAINING.VAL_AFTER_EVERY; 0 = never)."""
+        every = self.cfg.TRAINING.VAL_AFTER_EVERY
+        return every > 0 and epoch % every == 0
+
     def _end_epoch(self, epoch: int, losses: list[float], started: float, images: int) -> bool:
         """Schedule, validate, save; True when early stopping ends the run.
 
@@ -474,11 +479,9 @@ class Trainer:
         if not self.per_step_schedule:
             self.scheduler.step()
         average_buffers(self.model, self.dist)
-        t = self.cfg.TRAINING
-        if self.precise_bn and t.VAL_AFTER_EVERY > 0 and epoch % t.VAL_AFTER_EVERY == 0:  # same on every rank
-            for model in (self.model, self.ema.module if self.ema is not None else None):
-                if model is not None:
-                    recompute_bn(model, self.precise_bn, self.device, self.cfg.FAST.CHANNELS_LAST)
+        if self.precise_bn and self._validation_epoch(epoch):  # on every rank: the same patches, the same result
+            for model in [self.model] + ([self.ema.module] if self.ema is not None else []):
+                recompute_bn(model, self.precise_bn, self.device, self.cfg.FAST.CHANNELS_LAST)
         self.epoch = epoch + 1
         self.step_in_epoch = 0
         record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
@@ -501,7 +504,7 @@ class Trainer:
         """Rank 0's end of an epoch: validate, log, save; True when early stopping ends the run."""
         t = self.cfg.TRAINING
         stop_early = False
-        if self.val_set is not None and epoch % t.VAL_AFTER_EVERY == 0:
+        if self.val_set is not None and self._validation_epoch(epoch):
             score, record["val_ssim"] = self.validate_scores()
             record["val_psnr"] = score
             if score > self.best_psnr:

@@ -69,7 +69,8 @@ def _seed():
 # DERAIN_ONLY_TESTS=FILE runs only the tests such a file names.  See .ci/run and docs/TESTING.md.
 
 class _SharedUsers:
-    WATCHED = frozenset({"open", "os.listdir", "os.scandir", "subprocess.Popen"})
+    WATCHED = frozenset({"open", "os.listdir", "os.scandir", "subprocess.Popen", "tests.nobody_worker"})
+    COMMANDS = frozenset({"subprocess.Popen", "tests.nobody_worker"})  # (executable, argv, cwd, ...)
 
     def __init__(self, log: str | None):
         self.log, self.current, self.users = log, None, set()
@@ -97,7 +98,7 @@ class _SharedUsers:
 
     def audit(self, event: str, args: tuple) -> None:
         if event in self.WATCHED and self.current and (self.current not in self.users or self.fixtures):
-            paths = args[:1] if event != "subprocess.Popen" else (args[0], args[1], args[2])
+            paths = (args[0], args[1], args[2]) if event in self.COMMANDS else args[:1]
             if self._inside(paths):
                 self.note()
 

@@ -13,7 +13,9 @@ state a tool may touch put back afterwards (see :class:`_GlobalState`).  A
 case costs milliseconds instead of the ~3 s a new interpreter spends
 importing torch.  Unreadable paths are tested as ``nobody`` (``as_nobody``):
 as root, this process takes that user for the run (see
-:func:`_without_root`).  What needs a process of its own keeps one:
+:func:`_without_root`), or, where ``nobody`` cannot read the interpreter or
+the project (a Python under /root), one interpreter started once as
+``nobody`` runs those cases (:class:`_NobodyWorker`).  What needs a process of its own keeps one:
 interpreter options (``python_args``) and anything a test asks for with
 ``subprocess=True`` (exit statuses on signals, import-time behaviour); such
 tests may also call :func:`run_command` (torchrun, a run stopped mid-way).
@@ -24,6 +26,7 @@ filesystem (a tmpfs, where the machine lets root mount one).
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import hashlib
@@ -168,9 +171,90 @@ def run_tool(tool: str, *args, cwd: Path, timeout: float = TIMEOUT, as_nobody: b
         try:
             return run_in_process(script, list(map(str, args)), cwd=cwd, timeout=timeout, as_nobody=as_nobody)
         except _CannotDropRoot:
-            pass
+            return _NobodyWorker.get().run(script, list(map(str, args)), cwd=cwd, timeout=timeout)
     cmd = [sys.executable, *python_args, str(script), *map(str, args)]
     return run_command(unprivileged(cmd) if as_nobody else cmd, cwd=cwd, timeout=timeout)
+
+
+class _NobodyWorker:
+    """One interpreter, started once per test session as ``nobody`` in a user namespace, that runs the
+    ``as_nobody`` cases this process cannot run as ``nobody`` itself (:class:`_CannotDropRoot`: the
+    interpreter or the project out of ``nobody``'s reach, as under ``/root``).
+
+    It runs each case with :func:`run_in_process`, as this process would, in the caller's environment of
+    the moment; a new interpreter per case would spend ~2 s importing torch.  The jobs and their results
+    travel on two pipes of their own, so nothing a tool prints can mix with them.
+    """
+
+    _current: _NobodyWorker | None = None
+    GRACE = 60  # seconds past a case's own time limit before the worker itself is taken for hung
+
+    def __init__(self):
+        from multiprocessing.connection import Connection
+
+        job_read, job_write = os.pipe()
+        result_read, result_write = os.pipe()
+        cmd = unprivileged([sys.executable, str(Path(__file__).resolve()), "--serve", str(job_read),
+                            str(result_write)])
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=tool_env(), pass_fds=(job_read, result_write),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(job_read)
+        os.close(result_write)
+        self.jobs, self.results = Connection(job_write, readable=False), Connection(result_read, writable=False)
+
+    @classmethod
+    def get(cls) -> _NobodyWorker:
+        if cls._current is None or cls._current.proc.poll() is not None:
+            cls._current = cls()
+            atexit.register(cls._current.close)
+        return cls._current
+
+    def close(self) -> None:
+        self.jobs.close()
+        self.results.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def run(self, script: Path, argv: list[str], cwd: Path, timeout: float) -> Run:
+        # for conftest's record of the tests that use ../shared, as a subprocess.Popen event would be
+        sys.audit("tests.nobody_worker", sys.executable, [str(script), *argv], str(cwd))
+        self.jobs.send((str(script), argv, str(cwd), timeout, tool_env()))
+        if not self.results.poll(timeout + self.GRACE):
+            self.proc.kill()
+            pytest.fail(f"hang: {script.name} {' '.join(argv)} still running after {timeout} s (as nobody)")
+        try:
+            kind, value = self.results.recv()
+        except EOFError:
+            pytest.fail(f"the interpreter running cases as nobody ended (exit status {self.proc.wait()})")
+        if kind == "failed":
+            pytest.fail(value)
+        return Run(*value)
+
+
+def _serve(job_fd: int, result_fd: int) -> None:
+    """The worker's loop (``python hostile_helpers.py --serve JOB_FD RESULT_FD``): run each job in this
+    process until the job pipe closes."""
+    from multiprocessing.connection import Connection
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    jobs, results = Connection(job_fd, writable=False), Connection(result_fd, readable=False)
+    while True:
+        try:
+            script, argv, cwd, timeout, env = jobs.recv()
+        except EOFError:
+            return
+        os.environ.clear()
+        os.environ.update(env)
+        try:
+            run = run_in_process(Path(script), argv, cwd=Path(cwd), timeout=timeout)
+        except pytest.fail.Exception as exc:  # a hang, reported as run_in_process reports it
+            results.send(("failed", str(exc.msg)))
+        else:
+            results.send(("ran", (run.rc, run.stdout, run.stderr, run.seconds)))
 
 
 def run_command(cmd: list[str], cwd: Path, timeout: float = TIMEOUT) -> Run:
@@ -560,3 +644,7 @@ def train_args(train_dir: Path, val_dir: Path, save_dir: Path, *extra) -> list[s
             "TRAINING.NUM_WORKERS", "0", "TRAINING.TRAIN_PS", "64", "TRAINING.VAL_PS", "32",
             "TRAINING.VAL_SAVE_EVERY", "0", "TRAINING.TRAIN_DIR", str(train_dir), "TRAINING.VAL_DIR", str(val_dir),
             "TRAINING.SAVE_DIR", str(save_dir), *map(str, extra)]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
+    _serve(int(sys.argv[2]), int(sys.argv[3]))

@@ -125,6 +125,53 @@ def test_as_nobody_permission_bits_apply_and_root_comes_back(script, world):
     assert (os.getuid(), os.geteuid(), os.getegid()) == (0, 0, 0) and secret.read_text() == "root's"
 
 
+@pytest.fixture
+def through_the_worker(monkeypatch):
+    """``as_nobody`` cases sent to the shared unprivileged interpreter, as where this process cannot become
+    ``nobody`` itself (the interpreter under /root, as on CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("as anyone but root the tool runs as its user already")
+
+    def cannot(script):
+        raise hostile_helpers._CannotDropRoot
+
+    monkeypatch.setattr(hostile_helpers, "_without_root", cannot)
+
+
+def test_the_nobody_worker_is_one_interpreter_with_the_callers_environment(script, world, monkeypatch,
+                                                                         through_the_worker):
+    tool = script("import os, sys\nprint(os.getpid(), os.getuid(), os.environ.get('PROBE'), os.getcwd())\n"
+                  "os.environ['PROBE'] = 'left by the tool'\nos.chdir('/')\nsys.exit(3)\n", folder=world)
+    monkeypatch.setenv("PROBE", "first")
+    first = run_tool(tool, cwd=world, as_nobody=True)
+    monkeypatch.setenv("PROBE", "second")
+    second = run_tool(tool, cwd=world, as_nobody=True)
+    assert (first.rc, second.rc) == (3, 3), first.output + second.output
+    pid, uid, env, cwd = first.stdout.split()
+    assert second.stdout.split() == [pid, uid, "second", cwd]  # same process; nothing the first run left
+    assert int(pid) != os.getpid() and int(uid) == hostile_helpers.NOBODY and env == "first"
+    assert cwd == str(world) and os.environ["PROBE"] == "second"
+
+
+def test_the_nobody_worker_applies_permission_bits_and_reports_a_hang(script, world, through_the_worker):
+    secret = world / "secret.txt"
+    secret.write_text("root's")
+    secret.chmod(0)
+    tool = script(f"import os\nprint(os.access({str(secret)!r}, os.R_OK))\nopen({str(secret)!r}).read()\n",
+                  folder=world)
+    run = run_tool(tool, cwd=world, as_nobody=True)
+    assert run.stdout == "False\n" and "PermissionError" in run.stderr and run.rc == 1
+    assert "Traceback" in run.stderr and secret.read_text() == "root's"
+    fifo = world / "pipe"
+    os.mkfifo(fifo)
+    fifo.chmod(0o666)
+    tool = script(f"open({str(fifo)!r}).read()\n", folder=world)  # blocks until a writer comes: never
+    with pytest.raises(pytest.fail.Exception, match="hang: probe.py"):
+        run_tool(tool, cwd=world, timeout=0.5, as_nobody=True)
+    assert run_tool(script("print('still serving')\n", folder=world), cwd=world, as_nobody=True).stdout == \
+        "still serving\n"
+
+
 def test_a_hang_fails_the_test_instead_of_blocking(script, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -70,6 +70,7 @@ TOOLS = {
     "compare": "scripts/compare.py",
     "convert_mspfn_tf": "scripts/convert_mspfn_tf.py",
     "complexity": "scripts/complexity.py",
+    "ablate": "scripts/ablate.py",
 }
 TIMEOUT = 180  # a case that takes longer is a hang
 NOBODY = 65534

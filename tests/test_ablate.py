@@ -14,7 +14,7 @@ from unittest import mock
 
 import pytest
 from conftest import REPO
-from hostile_helpers import run_in_process
+from hostile_helpers import run_tool, tool_env
 
 sys.path.insert(0, str(REPO / "scripts"))
 import ablate  # noqa: E402
@@ -22,8 +22,6 @@ import ablate  # noqa: E402
 from training.study import StudyError, load_study  # noqa: E402
 
 DEMO_STUDY = REPO / "configs" / "ablations" / "demo.yml"
-ENV = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-ENV.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +30,7 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("ablate")
     (root / "configs").symlink_to(REPO / "configs", target_is_directory=True)
     subprocess.run([sys.executable, str(REPO / "scripts" / "make_demo_data.py"), "--out",
-                    str(root / "Datasets" / "demo")], check=True, capture_output=True, env=ENV)
+                    str(root / "Datasets" / "demo")], check=True, capture_output=True, env=tool_env())
     return root
 
 
@@ -40,10 +38,9 @@ def _ablate(workdir: Path, *args) -> subprocess.CompletedProcess:
     """``python scripts/ablate.py ARGS`` in ``workdir``, with the runner in this process (the hostile suite's
     harness: its output captured, its exit status, its state put back) and its train.py and test.py as the
     processes they always are: the runner's own interpreter start and imports are a tenth of a study."""
-    argv = [str(a) for a in args]
-    with mock.patch.dict(os.environ, ENV, clear=True):
-        run = run_in_process(REPO / "scripts" / "ablate.py", argv, cwd=workdir, timeout=600)
-    return subprocess.CompletedProcess(["ablate.py", *argv], run.rc, run.stdout, run.stderr)
+    with mock.patch.dict(os.environ, tool_env(), clear=True):  # the environment the children get
+        run = run_tool("ablate", *args, cwd=workdir, timeout=600)
+    return subprocess.CompletedProcess(["ablate.py", *map(str, args)], run.rc, run.stdout, run.stderr)
 
 
 def _timeless(table: dict) -> dict:
@@ -122,7 +119,7 @@ def test_a_killed_study_resumes_to_the_same_table(demo_study, workdir):
     folder, _ = demo_study
     out = workdir / "killed"
     proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "ablate.py"), str(DEMO_STUDY), "--out", str(out),
-                             "--only", "full"], cwd=workdir, env=ENV, stdout=subprocess.PIPE,
+                             "--only", "full"], cwd=workdir, env=tool_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     first = out / "demo" / "Deraining" / "full" / "model_latest.pth"
     deadline = time.monotonic() + 300
